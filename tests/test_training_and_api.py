@@ -1,0 +1,91 @@
+"""The training loop and fit_ndt1 on real (small) runs."""
+import numpy as np
+import pytest
+import torch
+
+import tutorial_utils
+from tutorial_utils import metrics
+from tutorial_utils.data import make_lorenz_dataset
+from tutorial_utils.models import NDT1
+from tutorial_utils.objectives import MaskedAutoencoding
+from tutorial_utils.runtime import get_profile
+from tutorial_utils.training import predict_hidden_bins, train
+
+
+def _run(seed):
+    data = make_lorenz_dataset(60, seed=1)
+    spikes = torch.as_tensor(data.spikes)
+    torch.manual_seed(seed)
+    model = NDT1(data.n_neurons, data.n_bins)
+    return train(model, (spikes[:40],), (spikes[40:],), MaskedAutoencoding(), epochs=3, batch_size=16,
+                 seed=seed, device="cpu", progress=False)
+
+
+def test_same_seed_same_loss_history_on_cpu():
+    first, second = _run(0), _run(0)
+    assert first.train_loss == second.train_loss and first.val_loss == second.val_loss
+    assert _run(1).train_loss != first.train_loss
+
+
+def test_early_stopping_restores_the_best_weights():
+    data = make_lorenz_dataset(40, seed=2)
+    spikes = torch.as_tensor(data.spikes)
+    model = NDT1(data.n_neurons, data.n_bins)
+    # an absurd learning rate makes validation worse after the first epochs
+    history = train(model, (spikes[:30],), (spikes[30:],), MaskedAutoencoding(), epochs=30, batch_size=8,
+                    lr=0.5, patience=3, device="cpu", progress=False)
+    assert len(history.val_loss) < 30  # stopped early
+    from tutorial_utils.training import evaluate_objective
+    restored = evaluate_objective(model, MaskedAutoencoding(), (spikes[30:],), 8)
+    assert restored == pytest.approx(history.best_val_loss, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def lorenz_fit():
+    data = make_lorenz_dataset(400, seed=5)
+    train_idx, val_idx, test_idx = (data.trials(s) for s in ("train", "val", "test"))
+    fitted = tutorial_utils.fit_ndt1(data.spikes[train_idx], data.spikes[val_idx],
+                                     profile=get_profile("quick", ndt1_epochs=60), seed=0, progress=False)
+    return data, test_idx, fitted
+
+
+def test_fit_ndt1_learns_the_lorenz_rates(lorenz_fit):
+    data, test_idx, fitted = lorenz_fit
+    rates = fitted.predict_rates(data.spikes[test_idx])
+    assert rates.shape == data.spikes[test_idx].shape
+    assert metrics.r2_score(rates, data.rates[test_idx]) > 0.7
+    assert metrics.bits_per_spike(rates, data.spikes[test_idx]) > 0.5 * metrics.bits_per_spike(
+        data.rates[test_idx], data.spikes[test_idx])
+    assert fitted.latents(data.spikes[test_idx]).shape == (len(test_idx), 50, 64)
+
+
+def test_fit_ndt1_rejects_bad_input(lorenz_fit):
+    good = np.random.default_rng(0).poisson(1.0, size=(12, 10, 4))
+    with pytest.raises(ValueError, match="3 dimensions"):
+        tutorial_utils.fit_ndt1(good[0])
+    with pytest.raises(ValueError, match="negative"):
+        tutorial_utils.fit_ndt1(-good)
+    with pytest.raises(ValueError, match="whole numbers"):
+        tutorial_utils.fit_ndt1(good + 0.5)
+    nan = good.astype(float)
+    nan[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tutorial_utils.fit_ndt1(nan)
+    with pytest.raises(ValueError, match="val_spikes: expected 4 neurons"):
+        tutorial_utils.fit_ndt1(good, good[:, :, :3])
+    data, test_idx, fitted = lorenz_fit
+    with pytest.raises(ValueError, match="expected 64 neurons"):
+        fitted.predict_rates(good)
+
+
+def test_predict_hidden_bins_never_sees_the_scored_bin():
+    class Echo(torch.nn.Module):  # predicts each bin's own input: perfect if it could see it
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return x
+
+    spikes = torch.arange(1, 21, dtype=torch.float32).reshape(1, 10, 2)
+    assert (predict_hidden_bins(Echo(), spikes) == 0).all()

@@ -1,0 +1,89 @@
+"""Benchmarks that print (and save as JSON) the numbers quoted in README.md.
+
+    python -m tutorial_utils.bench nb1 --profile full     # NDT1 on Lorenz
+    python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
+
+Results go to ``outputs/bench/<name>_<profile>.json``. Timings are measured, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import metrics
+from .runtime import get_device, get_profile, seed_everything
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_nb1(profile_name: str | None = None, seed: int = 0) -> dict:
+    """Notebook 1's pipeline, end to end: Lorenz data, NDT1 training, held-out scores."""
+    from .data import make_lorenz_dataset
+    from .models import NDT1
+    from .objectives import MaskedAutoencoding
+    from .training import predict_hidden_bins, train
+
+    profile, device = get_profile(profile_name), get_device()
+    seed_everything(seed)
+    start = time.perf_counter()
+    lorenz = make_lorenz_dataset(n_trials=profile.lorenz_trials, seed=seed)
+    data_seconds = time.perf_counter() - start
+    train_idx, val_idx, test_idx = (lorenz.trials(s) for s in ("train", "val", "test"))
+    spikes = torch.as_tensor(lorenz.spikes)
+
+    model = NDT1(lorenz.n_neurons, lorenz.n_bins, n_layers=2, dropout=0.1)
+    history = train(model, (spikes[train_idx],), (spikes[val_idx],), MaskedAutoencoding(0.2),
+                    epochs=profile.ndt1_epochs, patience=profile.ndt1_patience, batch_size=profile.batch_size,
+                    lr=3e-3, seed=seed, device=device, desc=f"bench nb1 ({profile.name})")
+    rates = predict_hidden_bins(model, spikes[test_idx]).exp()
+    latents = predict_hidden_bins(model, spikes, method="latents").numpy()
+    latent_r2, _ = metrics.latent_alignment_r2(latents[train_idx], lorenz.latents[train_idx],
+                                               latents[test_idx], lorenz.latents[test_idx])
+    return {
+        "profile": profile.name, "device": str(device),
+        "data": {"trials": int(spikes.shape[0]), "bins": lorenz.n_bins, "neurons": lorenz.n_neurons,
+                 "test_trials": len(test_idx), "generate_seconds": round(data_seconds, 3)},
+        "rate_r2": round(metrics.r2_score(rates, lorenz.rates[test_idx]), 4),
+        "latent_alignment_r2": round(latent_r2, 4),
+        "bits_per_spike_model": round(metrics.bits_per_spike(rates, spikes[test_idx]), 4),
+        "bits_per_spike_true_rates": round(metrics.bits_per_spike(lorenz.rates[test_idx], spikes[test_idx]), 4),
+        "train_seconds": round(history.seconds, 1), "steps": history.steps,
+        "epochs_run": len(history.train_loss), "best_epoch": history.best_epoch,
+    }
+
+
+def bench_maze(profile_name: str | None = None) -> dict:
+    from .data.mc_maze import bench_mc_maze
+
+    return bench_mc_maze()
+
+
+BENCHMARKS = {"nb1": bench_nb1, "maze": bench_maze}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("--profile", choices=["quick", "full"], default=None)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "bench")
+    args = parser.parse_args(argv)
+    result = BENCHMARKS[args.name](args.profile)
+    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
+                         "cpu_threads": torch.get_num_threads(),
+                         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.name}_{args.profile or get_profile().name}.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(result, indent=2, default=str))
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+"""An offline stand-in for the NLB MC_Maze sessions, written as NWB files in the DANDI layout.
+
+The real recordings (monkey Jenkins, delayed reaches through a maze, Utah arrays in PMd and M1)
+live on DANDI. Where there is no network this module *simulates* a monkey doing the same task
+and writes files that ``nlb_tools.nwb_interface.NWBDataset`` reads exactly as it reads the real
+ones, so every notebook runs the same code path offline. Nothing here is real data, and every
+object built from these files says so.
+
+The generative model, in one paragraph. A 9-dimensional latent state drives every unit:
+
+* 4 **preparatory** dimensions: after the target appears the state relaxes to a point set by the
+  reach condition, holds through the delay, and collapses around movement onset;
+* 4 **movement** dimensions: hand velocity and acceleration 100 ms in the future, so the state
+  sweeps a rotation (velocity and its derivative are a quarter cycle apart) during the reach;
+* 1 **condition-independent** dimension: a large "go" signal that rises just before movement.
+
+Each unit fires as an inhomogeneous Poisson process with rate ``exp(bias + weights @ latent)``.
+PMd units weight the preparatory dimensions heavily, M1 units the movement ones. Hand velocity is
+an exact linear readout of the movement dimensions ``LAG_MS`` earlier, so a decoder's lag search
+has a right answer. One shared "monkey" (the unit pool and condition geometry) drives all four
+sessions; each session records its own subset and number of units from the pool, so stitching
+sessions together is meaningful.
+
+Sessions (trials = train+val in the train file, plus a test file like NLB's):
+
+============== ============ =========== ==================== ============================
+name           train+val    test        units (in + out)     real NLB
+============== ============ =========== ==================== ============================
+mc_maze_small  100 (75/25)  100         142 (107 + 35)       100 / 100, 142 units
+mc_maze_medium 250          100         150 (112 + 38)       250 / 100, 152 units
+mc_maze_large  500          100         160 (120 + 40)       500 / 100, 162 units
+mc_maze        600          150         182 (137 + 45)       2295 / 574, 182 units (scaled
+                                                             down here to keep generation fast)
+============== ============ =========== ==================== ============================
+
+Ground truth (latents over the NLB window, unit weights, the lag) is saved next to the NWB files
+as ``ground_truth.npz``; :func:`true_rates` turns it into expected counts per bin.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+LAG_MS = 100  # hand velocity follows the movement latents by this much
+WINDOW_MS = (-250, 650)  # ground truth covers NLB's window (-250, 450) plus 200 ms forward prediction
+N_TARGETS = 8
+N_VERSIONS = 3  # trial_version 0: straight reach, 1: curved counter-clockwise, 2: curved clockwise
+POOL_PER_AREA = 200  # the simulated monkey has this many PMd and this many M1 units
+LATENT_DIM = 9  # 4 preparatory + 4 movement + 1 condition-independent
+PREP, MOVE, CIS = slice(0, 4), slice(4, 8), slice(8, 9)
+SYNTHETIC_LABEL = "SYNTHETIC STAND-IN"
+GENERATOR_VERSION = 1  # bump when the model changes, so cached files are regenerated
+
+
+@dataclass(frozen=True)
+class SessionSize:
+    n_trainval: int
+    n_test: int
+    n_heldin: int
+    n_heldout: int
+
+
+SESSION_SIZES = {
+    "mc_maze_small": SessionSize(100, 100, 107, 35),
+    "mc_maze_medium": SessionSize(250, 100, 112, 38),
+    "mc_maze_large": SessionSize(500, 100, 120, 40),
+    "mc_maze": SessionSize(600, 150, 137, 45),
+}
+
+
+# ---------------------------------------------------------------- the simulated monkey
+
+@dataclass(frozen=True)
+class Monkey:
+    """What every session shares: the unit pool and the condition geometry.
+
+    bias: (pool,) log firing rate at rest (Hz); weights: (pool, LATENT_DIM); area: (pool,) str;
+    prep_points: (N_TARGETS * N_VERSIONS, 4) preparatory state of each condition;
+    hold_points: (N_TARGETS, 4) state while holding at each target after the reach.
+    """
+
+    bias: np.ndarray
+    weights: np.ndarray
+    area: np.ndarray
+    prep_points: np.ndarray
+    hold_points: np.ndarray
+
+
+def make_monkey(seed: int = 0) -> Monkey:
+    rng = np.random.default_rng(seed)
+    n = POOL_PER_AREA
+    area = np.array(["PMd"] * n + ["M1"] * n)
+    bias = np.log(rng.uniform(4.0, 25.0, size=2 * n))
+    # Per-area weight scales on (prep, move, cis): PMd is mostly preparatory, M1 mostly movement.
+    scale = {"PMd": (0.8, 0.25, 0.3), "M1": (0.25, 0.7, 0.4)}
+    weights = np.zeros((2 * n, LATENT_DIM))
+    for name, (s_prep, s_move, s_cis) in scale.items():
+        rows = area == name
+        k = rows.sum()
+        weights[rows, PREP] = rng.normal(0, s_prep, (k, 4))
+        weights[rows, MOVE] = rng.normal(0, s_move, (k, 4))
+        weights[rows, CIS] = np.abs(rng.normal(s_cis, s_cis / 2, (k, 1)))
+    # Preparatory points: a smooth map of reach direction and curvature plus a little
+    # condition-specific structure, so nearby reaches have nearby preparatory states.
+    mixing = rng.normal(0, 1, (4, 4)) / 2
+    points = []
+    for target in range(N_TARGETS):
+        angle = 2 * np.pi * target / N_TARGETS
+        for version in range(N_VERSIONS):
+            curvature = (0.0, 1.0, -1.0)[version]
+            features = np.array([np.cos(angle), np.sin(angle),
+                                 curvature * np.cos(angle), curvature * np.sin(angle)])
+            points.append(mixing @ features + rng.normal(0, 0.3, 4))
+    hold_points = rng.normal(0, 0.5, (N_TARGETS, 4))
+    return Monkey(bias, weights, area, np.array(points), hold_points)
+
+
+# ---------------------------------------------------------------- one trial
+
+def reach_velocity(t_ms: np.ndarray, target: int, version: int) -> np.ndarray:
+    """Hand velocity (mm/s), shape (len(t_ms), 2), for time in ms relative to movement onset.
+
+    A bell-shaped speed profile (120 mm reach, peak ~180 ms after onset). Curved versions sweep
+    the heading through +-50 degrees over the reach, so the path bows out but ends near the
+    same target as the straight reach.
+    """
+    peak_ms, width_ms, distance_mm = 180.0, 70.0, 120.0
+    z = (t_ms - peak_ms) / width_ms
+    speed = distance_mm * np.exp(-0.5 * z**2) / (width_ms / 1000 * np.sqrt(2 * np.pi))
+    progress = np.cumsum(speed) / np.sum(speed) if speed.sum() > 0 else np.zeros_like(speed)
+    curvature = (0.0, 1.0, -1.0)[version]
+    heading = 2 * np.pi * target / N_TARGETS + curvature * np.deg2rad(100.0) * (progress - 0.5)
+    return speed[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=1)
+
+
+def trial_latents(t_ms, target, version, target_on_ms, monkey, rng) -> np.ndarray:
+    """Latent state, shape (len(t_ms), LATENT_DIM), at times t_ms relative to movement onset."""
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    latents = np.zeros((len(t_ms), LATENT_DIM))
+    # Preparatory: rises after the target appears, collapses ~150 ms before movement onset.
+    point = monkey.prep_points[target * N_VERSIONS + version]
+    point = point * (1 + 0.1 * rng.normal()) + 0.15 * rng.normal(size=4)  # trial-to-trial variability
+    rise = 1 - np.exp(-np.clip(t_ms - target_on_ms - 60, 0, None) / 60.0)
+    fall = sigmoid(-(t_ms + 100) / 40.0)
+    hold = sigmoid((t_ms - 350) / 50.0)  # after the reach: a posture state for the target
+    latents[:, PREP] = point * (rise * fall)[:, None] + monkey.hold_points[target] * hold[:, None]
+    # Movement: velocity and acceleration LAG_MS in the future (a rotation in this plane pair).
+    velocity = reach_velocity(t_ms + LAG_MS, target, version)
+    acceleration = np.gradient(velocity, axis=0) * 1000.0  # mm/s^2 on a 1 ms grid
+    latents[:, MOVE] = np.hstack([velocity / 500.0, acceleration * 0.07 / 500.0])
+    # Condition-independent "go" signal, partly decaying late in the movement.
+    latents[:, 8] = sigmoid((t_ms + 120) / 25.0) * (1 - 0.5 * sigmoid((t_ms - 400) / 60.0))
+    return latents
+
+
+def _smooth_noise(n: int, sd_ms: float, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) Gaussian noise smoothed over ~sd_ms, scaled to unit-ish standard deviation * 0.15."""
+    from scipy.ndimage import gaussian_filter1d
+
+    noise = gaussian_filter1d(rng.normal(size=(n, 2)), sd_ms, axis=0, mode="nearest")
+    return 0.15 * noise / (np.std(noise) + 1e-12)
+
+
+def rates_hz(latents: np.ndarray, bias: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Firing rates (Hz), shape (..., units): exp(bias + weights @ latent), capped at 200 Hz."""
+    return np.exp(np.minimum(bias + latents @ weights.T, np.log(200.0)))
+
+
+# ---------------------------------------------------------------- one session
+
+def _session_rng(name: str, purpose: str) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(f"{name}/{purpose}".encode()))
+
+
+@dataclass
+class SimulatedTrials:
+    """Continuous recording of ``n`` trials on a 1 ms grid starting at clock 0.
+
+    spike_times: per unit, sorted spike times (s); trials: dict of per-trial columns (times in s);
+    hand_pos / hand_vel: (n_ms, 2); window_latents: (n, 900, LATENT_DIM) over WINDOW_MS.
+    """
+
+    spike_times: list
+    trials: dict
+    hand_pos: np.ndarray
+    hand_vel: np.ndarray
+    window_latents: np.ndarray
+
+
+def simulate_trials(n: int, units: np.ndarray, monkey: Monkey, rng: np.random.Generator) -> SimulatedTrials:
+    """Simulate ``n`` back-to-back trials recorded from pool units ``units`` (indices)."""
+    iti_ms = 200  # hand returns to the centre between trials (spikes not observed then)
+    clock_ms = 0
+    spike_ms, spike_unit = [], []  # one entry per spike, collected over trials
+    columns = {key: [] for key in ("start_time", "stop_time", "target_on_time", "go_cue_time",
+                                   "move_onset_time", "delay", "rt", "trial_type", "trial_version",
+                                   "maze_id", "success")}
+    pos_chunks, window_latents = [], []
+    bias, weights = monkey.bias[units], monkey.weights[units]
+    for _ in range(n):
+        target, version = rng.integers(N_TARGETS), rng.integers(N_VERSIONS)
+        delay = int(rng.integers(25, 56)) * 10  # 250-550 ms
+        rt = int(np.clip(rng.normal(300, 40), 200, 420))
+        # Movement onset on a clock of 20k + 10 ms, so the NLB window start (-250 ms) falls
+        # exactly on a bin edge for 5, 10 and 20 ms bins and true rates line up with counts.
+        start = clock_ms
+        move = start + 100 + delay + rt
+        move += (10 - move) % 20
+        stop = move + 700
+        t_rel = np.arange(start, stop) - move  # 1 ms grid relative to movement onset
+        target_on_rel = start + 100 - move
+        latents = trial_latents(t_rel, target, version, target_on_rel, monkey, rng)
+        counts = rng.poisson(rates_hz(latents, bias, weights) / 1000.0)
+        ms, unit = np.nonzero(counts)
+        spike_ms.append(np.repeat(start + ms, counts[ms, unit]))
+        spike_unit.append(np.repeat(unit, counts[ms, unit]))
+        window = (t_rel >= WINDOW_MS[0]) & (t_rel < WINDOW_MS[1])
+        window_latents.append(latents[window].astype(np.float32))
+        # The hand does what the latents planned LAG_MS earlier, give or take motor noise the
+        # recorded units do not see (so even the true rates cannot decode velocity perfectly).
+        velocity = reach_velocity(t_rel, target, version) * (1 + 0.08 * rng.normal())
+        velocity += _smooth_noise(len(t_rel), 40.0, rng) * (np.abs(velocity) + 20.0)
+        # Hand position: centre until the reach, then integrate velocity; smooth return after.
+        pos = np.cumsum(velocity, axis=0) / 1000.0
+        ramp = 0.5 * (1 + np.cos(np.linspace(0, np.pi, iti_ms)))[:, None]
+        pos_chunks += [pos, pos[-1] * ramp]
+        for key, value in (("start_time", start), ("stop_time", stop),
+                           ("target_on_time", start + 100), ("go_cue_time", start + 100 + delay),
+                           ("move_onset_time", move)):
+            columns[key].append(value / 1000.0)
+        columns["delay"].append(delay)
+        columns["rt"].append(move - (start + 100 + delay))
+        columns["trial_type"].append(int(target) + 1)
+        columns["trial_version"].append(int(version))
+        columns["maze_id"].append(int(target) * N_VERSIONS + int(version))
+        columns["success"].append(True)
+        clock_ms = stop + iti_ms
+    # Behaviour must end with the last trial: NWBDataset drops series that outlast the spikes.
+    hand_pos = np.concatenate(pos_chunks[:-1])
+    hand_vel = np.gradient(hand_pos, axis=0) * 1000.0
+    spike_ms, spike_unit = np.concatenate(spike_ms), np.concatenate(spike_unit)
+    # Spread spikes inside their millisecond so 1 ms binning reproduces the drawn counts.
+    times = (spike_ms + rng.uniform(0.05, 0.95, spike_ms.size)) / 1000.0
+    order = np.lexsort((times, spike_unit))
+    boundaries = np.searchsorted(spike_unit[order], np.arange(1, len(units)))
+    spike_times = np.split(times[order], boundaries)
+    return SimulatedTrials(spike_times, columns, hand_pos, hand_vel, np.stack(window_latents))
+
+
+# ---------------------------------------------------------------- NWB writing
+
+def _units_table(nwb, sim: SimulatedTrials, unit_area, heldout, rng):
+    """The Units table, built column by column (adding units one at a time is ~50x slower).
+
+    Each unit sits on one random electrode of its area's array; spikes are observed only
+    inside trials (``obs_intervals``), as in the DANDI files.
+    """
+    from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
+    from pynwb.misc import Units
+
+    def ragged(name, description, flat, lengths, region_of=None):
+        if region_of is None:
+            data = VectorData(name=name, description=description, data=flat)
+        else:
+            data = DynamicTableRegion(name=name, description=description, data=flat, table=region_of)
+        return [data, VectorIndex(name=f"{name}_index", data=np.cumsum(lengths), target=data)]
+
+    n_units = len(sim.spike_times)
+    intervals = np.stack([sim.trials["start_time"], sim.trials["stop_time"]], axis=1)
+    electrodes = rng.integers(96, size=n_units) + np.where(unit_area == "M1", 0, 96)
+    columns = (
+        ragged("spike_times", "the spike times for each unit", np.concatenate(sim.spike_times),
+               [len(times) for times in sim.spike_times])
+        + ragged("obs_intervals", "the observation intervals for each unit",
+                 np.tile(intervals, (n_units, 1)), [len(intervals)] * n_units)
+        + ragged("electrodes", "the electrodes that each spike unit came from", electrodes,
+                 [1] * n_units, region_of=nwb.electrodes)
+        + [VectorData(name="heldout", description="Whether the unit is held out in the benchmark",
+                      data=np.asarray(heldout, bool))]
+    )
+    return Units(name="units", description="data on spiking units [synthetic]",
+                 id=ElementIdentifiers(name="id", data=np.arange(n_units)), columns=columns,
+                 electrode_table=nwb.electrodes)
+
+
+def _write_nwb(path: Path, sim: SimulatedTrials, unit_area: np.ndarray, heldout: np.ndarray,
+               split: np.ndarray, session: str, with_behavior: bool) -> None:
+    """Write one NWB file laid out like the DANDI MC_Maze files (to a temp name, then rename)."""
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.behavior import SpatialSeries
+
+    nwb = NWBFile(
+        session_description=f"{SYNTHETIC_LABEL}: simulated delayed reaches (not real data), "
+                            f"generated by tutorial_utils.data.synthetic_maze v{GENERATOR_VERSION}",
+        identifier=str(uuid.UUID(int=zlib.crc32(str(path.name).encode()))),
+        session_start_time=datetime(2009, 9, 28, tzinfo=timezone.utc),
+        session_id=session, keywords=["synthetic", "Neural Latents Benchmark stand-in"],
+    )
+    # Electrodes: two 96-channel "arrays", grouped and named like the DANDI files
+    # (electrode_group_M1 / electrode_group_PMd); a unit's area is its electrode's group.
+    groups = {}
+    for area_name in ("M1", "PMd"):
+        device = nwb.create_device(name=f"electrode_array_{area_name}",
+                                   description=f"simulated 96-electrode array in {area_name}")
+        groups[area_name] = nwb.create_electrode_group(
+            name=f"electrode_group_{area_name}", description=f"simulated array in {area_name}",
+            location=area_name, device=device)
+    for index in range(192):
+        area_name = "M1" if index < 96 else "PMd"
+        nwb.add_electrode(x=0.0, y=0.0, z=0.0, imp=np.nan, location=area_name,
+                          filtering="none", group=groups[area_name])
+    trial_info = sim.trials
+    n_trials = len(trial_info["start_time"])
+    nwb.add_trial_column("split", "Trial split for the Neural Latents Benchmark")
+    nwb.add_trial_column("move_onset_time", "Time of movement onset")
+    extra = [key for key in trial_info if key not in ("start_time", "stop_time", "move_onset_time")]
+    if with_behavior:
+        for key in extra:
+            nwb.add_trial_column(key, key.replace("_", " "))
+    for i in range(n_trials):
+        row = {"start_time": trial_info["start_time"][i], "stop_time": trial_info["stop_time"][i],
+               "move_onset_time": trial_info["move_onset_time"][i], "split": str(split[i])}
+        if with_behavior:
+            row.update({key: trial_info[key][i] for key in extra})
+        nwb.add_trial(**row)
+    nwb.units = _units_table(nwb, sim, unit_area, heldout, np.random.default_rng(zlib.crc32(path.name.encode())))
+    if with_behavior:
+        behavior = nwb.create_processing_module("behavior", "Processed behavioral data")
+        # NWBDataset takes column names from "columns=[...]" in the comments.
+        common = dict(rate=1000.0, starting_time=0.0, comments="columns=[x,y]")
+        behavior.add(SpatialSeries(name="hand_pos", description="hand position (mm) [synthetic]",
+                                   data=sim.hand_pos.astype(np.float32), reference_frame="centre",
+                                   **common))
+        behavior.add(SpatialSeries(name="cursor_pos", description="cursor position (mm) [synthetic]",
+                                   data=sim.hand_pos.astype(np.float32), reference_frame="centre",
+                                   **common))
+        behavior.add(TimeSeries(name="hand_vel", description="hand velocity (mm/s) [synthetic]",
+                                data=sim.hand_vel.astype(np.float32), unit="mm/s", **common))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.stem + ".partial.nwb")
+    with NWBHDF5IO(str(partial), "w") as io:
+        io.write(nwb)
+    os.replace(partial, path)
+
+
+def generate_session(name: str, root: Path, train_file: Path, test_file: Path) -> None:
+    """Simulate session ``name`` and write its train file, test file and ``ground_truth.npz``
+    (paths relative to ``root``). Deterministic: the same name always gives the same files."""
+    if name not in SESSION_SIZES:
+        raise ValueError(f"unknown session {name!r}; expected one of {sorted(SESSION_SIZES)}")
+    size = SESSION_SIZES[name]
+    monkey = make_monkey()
+    rng = _session_rng(name, "units")
+    # Each session records its own random subset of the pool, about half from each array.
+    n_units = size.n_heldin + size.n_heldout
+    n_pmd = n_units // 2
+    pool_pmd = np.flatnonzero(monkey.area == "PMd")
+    pool_m1 = np.flatnonzero(monkey.area == "M1")
+    units = np.concatenate([rng.choice(pool_pmd, n_pmd, replace=False),
+                            rng.choice(pool_m1, n_units - n_pmd, replace=False)])
+    units = rng.permutation(units)
+    heldout = np.zeros(n_units, bool)
+    heldout[rng.choice(n_units, size.n_heldout, replace=False)] = True
+    area = monkey.area[units]
+
+    train = simulate_trials(size.n_trainval, units, monkey, _session_rng(name, "train"))
+    split = np.array(["train"] * size.n_trainval, dtype=object)
+    split[_session_rng(name, "split").permutation(size.n_trainval)[: size.n_trainval // 4]] = "val"
+    test = simulate_trials(size.n_test, units[~heldout], monkey, _session_rng(name, "test"))
+
+    _write_nwb(root / train_file, train, area, heldout, split, name, with_behavior=True)
+    _write_nwb(root / test_file, test, area[~heldout], np.zeros((~heldout).sum(), bool),
+               np.array(["test"] * size.n_test, dtype=object), name, with_behavior=False)
+    truth_path = root / "ground_truth.npz"
+    partial = truth_path.with_name("ground_truth.partial.npz")
+    np.savez(partial, version=GENERATOR_VERSION, lag_ms=LAG_MS, window_ms=np.array(WINDOW_MS),
+             unit_pool_index=units, unit_area=area, unit_heldout=heldout,
+             unit_bias=monkey.bias[units], unit_weights=monkey.weights[units],
+             train_latents=train.window_latents, test_latents=test.window_latents,
+             train_condition=np.array(train.trials["maze_id"]), split=split.astype(str))
+    os.replace(partial, truth_path)
+
+
+# ---------------------------------------------------------------- ground truth for tests and baselines
+
+def load_ground_truth(session_dir: Path) -> dict:
+    """The arrays saved by :func:`generate_session` for one session directory."""
+    with np.load(Path(session_dir) / "ground_truth.npz") as truth:
+        return {key: truth[key] for key in truth.files}
+
+
+def expected_counts(latents: np.ndarray, bias: np.ndarray, weights: np.ndarray, bin_ms: int,
+                    start_ms: int, stop_ms: int) -> np.ndarray:
+    """Expected spike counts per bin, shape (trials, (stop-start)//bin_ms, units), over
+    [start_ms, stop_ms) relative to movement onset, from latents sampled over WINDOW_MS at 1 ms."""
+    first = start_ms - WINDOW_MS[0]
+    per_ms = rates_hz(latents[:, first:first + (stop_ms - start_ms)], bias, weights) / 1000.0
+    trials, n_ms, units = per_ms.shape
+    return per_ms.reshape(trials, n_ms // bin_ms, bin_ms, units).sum(axis=2).astype(np.float32)
+
+
+def true_rates(session) -> dict[str, np.ndarray]:
+    """The simulator's expected counts per bin for a synthetic :class:`MazeSession`'s trials.
+
+    Returns a dict with heldin_rates (B, T, N_in), heldout_rates (B, T, N_out), heldin_forward
+    (B, F, N_in) and heldout_forward (B, F, N_out), in the session's trial and unit order, so
+    ``evaluate_rates(session, **true_rates(session))`` scores the ground truth.
+    """
+    if not session.is_synthetic:
+        raise ValueError(f"{session.name} is real data: true rates exist only for the synthetic stand-in")
+    truth = load_ground_truth(session.folder)
+    is_test = session.split == "test"
+    latents = np.concatenate([truth["train_latents"], truth["test_latents"][: is_test.sum()]])
+    heldout = truth["unit_heldout"]
+    bias, weights = truth["unit_bias"], truth["unit_weights"]
+    window_stop = int(session.time_ms[-1]) + session.bin_ms
+    start, stop = int(session.time_ms[0]), window_stop
+    forward_stop = window_stop + (WINDOW_MS[1] - 450)
+    window = expected_counts(latents, bias, weights, session.bin_ms, start, stop)
+    ahead = expected_counts(latents, bias, weights, session.bin_ms, stop, forward_stop)
+    return {"heldin_rates": window[..., ~heldout], "heldout_rates": window[..., heldout],
+            "heldin_forward": ahead[..., ~heldout], "heldout_forward": ahead[..., heldout]}

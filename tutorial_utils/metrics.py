@@ -1,0 +1,72 @@
+"""How we score models: bits per spike, rate R^2 and latent alignment.
+
+Arrays are (trials, time bins, neurons) or (trials, time bins, latent dims); numpy or torch.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import gammaln
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def poisson_log_likelihood(rates, spikes) -> float:
+    """Total Poisson log-likelihood of ``spikes`` under ``rates`` (counts per bin)."""
+    rates, spikes = _numpy(rates).astype(np.float64), _numpy(spikes).astype(np.float64)
+    rates = np.clip(rates, 1e-9, None)  # a zero rate with a spike would give -inf
+    return float(np.sum(spikes * np.log(rates) - rates - gammaln(spikes + 1)))
+
+
+def bits_per_spike(rates, spikes) -> float:
+    """Information gained per spike over a constant-rate model, in bits (the NLB metric).
+
+    (LL(rates) - LL(each neuron's mean rate)) / (number of spikes * ln 2). Zero means no better
+    than the mean rate; higher is better. Computed over all trials, bins and neurons together.
+    """
+    spikes = _numpy(spikes).astype(np.float64)
+    null_rates = np.broadcast_to(spikes.mean(axis=(0, 1), keepdims=True), spikes.shape)
+    gain = poisson_log_likelihood(rates, spikes) - poisson_log_likelihood(null_rates, spikes)
+    return gain / (spikes.sum() * np.log(2))
+
+
+def r2_score(predicted, target) -> float:
+    """Coefficient of determination per output dimension, averaged (1 = perfect, 0 = the mean).
+
+    Trials and time are pooled: the last axis indexes the dimensions (neurons, latents, ...).
+    """
+    predicted = _numpy(predicted).reshape(-1, _numpy(predicted).shape[-1]).astype(np.float64)
+    target = _numpy(target).reshape(-1, predicted.shape[-1]).astype(np.float64)
+    residual = ((target - predicted) ** 2).sum(axis=0)
+    total = ((target - target.mean(axis=0)) ** 2).sum(axis=0)
+    return float(np.mean(1.0 - residual / total))
+
+
+def fit_linear_map(source, target, ridge: float = 1e-6) -> np.ndarray:
+    """Least-squares affine map from ``source`` (..., D) to ``target`` (..., K): weights (D + 1, K).
+
+    The last row is the intercept. Apply with :func:`apply_linear_map`. A tiny ridge keeps the
+    solve stable when latent dimensions are collinear.
+    """
+    x = _numpy(source).reshape(-1, _numpy(source).shape[-1]).astype(np.float64)
+    y = _numpy(target).reshape(-1, _numpy(target).shape[-1]).astype(np.float64)
+    x = np.hstack([x, np.ones((x.shape[0], 1))])
+    return np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+
+
+def apply_linear_map(source, weights: np.ndarray) -> np.ndarray:
+    """(..., D) @ (D + 1, K) affine map -> (..., K)."""
+    source = _numpy(source).astype(np.float64)
+    return source @ weights[:-1] + weights[-1]
+
+
+def latent_alignment_r2(train_latents, train_true, test_latents, test_true) -> tuple[float, np.ndarray]:
+    """How linearly the model's latents encode the true ones, on held-out trials.
+
+    Fits the affine map on training trials, applies it to test trials, returns
+    (R^2 on test, aligned test latents shaped like ``test_true``).
+    """
+    weights = fit_linear_map(train_latents, train_true)
+    aligned = apply_linear_map(test_latents, weights)
+    return r2_score(aligned, test_true), aligned

@@ -1,0 +1,79 @@
+"""NDT1-stitch: one shared NDT1 core, with a linear read-in and read-out per recording session.
+
+Different sessions record different neurons, so a population vector from session A means nothing
+to session B. Stitching gives each session its own linear map into a shared latent space
+(``read_in``), a learned session embedding added to every token, and its own map back out to its
+units (``read_out``). The transformer core in between is shared, so it learns dynamics from all
+sessions at once.
+
+    spikes_s (B, T, N_in[s]) --read_in[s]--> (B, T, D) + embedding[s] --core--> latents (B, T, D)
+    latents --read_out[s]--> log-rates (B, T, N_out[s])
+
+Batches may mix sessions: trials are padded to the widest session (see data/sessions.py) and a
+``session`` index per trial routes each one through its own read-in/read-out.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .ndt1 import TransformerCore
+
+
+class NDT1Stitch(nn.Module):
+    """Multi-session NDT1. Shapes: spikes (B, T, max N_in), session (B,) -> log-rates (B, T, max N_out).
+
+    Args:
+        n_inputs: units fed to the model, per session (e.g. NLB's held-in units).
+        n_outputs: units predicted, per session; defaults to ``n_inputs``. With NLB data the
+            first ``n_inputs[s]`` outputs are the held-in units, the rest the held-out ones.
+        n_bins: longest sequence; d_model, n_layers, n_heads, dropout: the shared core.
+    Sessions are numbered in the order given; ``session_names[i]`` is session i.
+    """
+
+    def __init__(self, n_inputs: list[int], n_bins: int, n_outputs: list[int] | None = None,
+                 d_model: int = 64, n_layers: int = 2, n_heads: int = 4, dropout: float = 0.1,
+                 session_names: list[str] | None = None):
+        super().__init__()
+        n_outputs = list(n_outputs) if n_outputs is not None else list(n_inputs)
+        if len(n_outputs) != len(n_inputs):
+            raise ValueError(f"n_inputs has {len(n_inputs)} sessions but n_outputs has {len(n_outputs)}")
+        self.n_inputs, self.n_outputs = list(n_inputs), n_outputs
+        self.session_names = list(session_names) if session_names else [f"session {i}" for i in range(len(n_inputs))]
+        self.read_in = nn.ModuleList(nn.Linear(n, d_model) for n in n_inputs)
+        self.session_embedding = nn.Embedding(len(n_inputs), d_model)
+        self.core = TransformerCore(d_model, n_bins, n_layers, n_heads, dropout)
+        self.read_out = nn.ModuleList(nn.Linear(d_model, n, bias=True) for n in n_outputs)
+        nn.init.normal_(self.session_embedding.weight, std=0.02)
+
+    def latents(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """(B, T, max N_in) padded counts, (B,) session ids -> (B, T, D) shared latents."""
+        tokens = spikes.new_zeros(*spikes.shape[:2], self.session_embedding.embedding_dim)
+        for s in session.unique().tolist():
+            rows = session == s
+            tokens[rows] = self.read_in[s](spikes[rows, :, : self.n_inputs[s]])
+        tokens = tokens + self.session_embedding(session)[:, None, :]
+        return self.core(tokens, causal=causal)
+
+    def forward(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """(B, T, max N_in), (B,) -> (B, T, max N_out) log-rates; padded units get log-rate 0."""
+        latents = self.latents(spikes, session, causal)
+        log_rates = latents.new_zeros(*latents.shape[:2], max(self.n_outputs))
+        for s in session.unique().tolist():
+            rows = session == s
+            log_rates[rows, :, : self.n_outputs[s]] = self.read_out[s](latents[rows]).to(log_rates.dtype)
+        return log_rates
+
+    def unit_embeddings(self, s: int) -> torch.Tensor:
+        """Session s's read-in weights as one D-dim vector per input unit: (N_in[s], D)."""
+        return self.read_in[s].weight.detach().T.cpu()
+
+    def output_mask(self, session: torch.Tensor) -> torch.Tensor:
+        """(B, max N_out) bool: True for the units that exist in each trial's session."""
+        sizes = torch.tensor(self.n_outputs, device=session.device)[session]
+        return torch.arange(max(self.n_outputs), device=session.device)[None, :] < sizes[:, None]
+
+    def input_mask(self, session: torch.Tensor) -> torch.Tensor:
+        """(B, max N_out) bool: True for the outputs that are also inputs (masked-bin targets)."""
+        sizes = torch.tensor(self.n_inputs, device=session.device)[session]
+        return torch.arange(max(self.n_outputs), device=session.device)[None, :] < sizes[:, None]

@@ -1,0 +1,126 @@
+"""The course's figures. Every function returns its matplotlib Figure (the notebook shows it)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _numpy(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def plot_lorenz_trial(latents, rates, spikes, trial: int = 0, title_suffix: str = ""):
+    """One trial of a Lorenz dataset: the 3 latents, every neuron's rate, and the spike raster."""
+    latents, rates, spikes = _numpy(latents)[trial], _numpy(rates)[trial], _numpy(spikes)[trial]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), constrained_layout=True)
+    axes[0].plot(latents)
+    axes[0].set(title="true latents (x, y, z)", xlabel="time bin")
+    image = axes[1].imshow(rates.T, aspect="auto", cmap="viridis", interpolation="nearest")
+    fig.colorbar(image, ax=axes[1], label="counts / bin")
+    axes[1].set(title="firing rates", xlabel="time bin", ylabel="neuron")
+    t, n = np.nonzero(spikes)
+    axes[2].scatter(t, n, s=np.clip(spikes[t, n], 1, 4) * 4, marker="|", color="k")
+    axes[2].set(title="spike counts (raster)", xlabel="time bin", ylabel="neuron",
+                xlim=(-0.5, spikes.shape[0] - 0.5), ylim=(-0.5, spikes.shape[1] - 0.5))
+    fig.suptitle(f"Lorenz dataset, trial {trial}{title_suffix}")
+    return fig
+
+
+def plot_masking(spikes, masked_spikes, mask, trial: int = 0):
+    """The pretext task for one trial: the input, the masked input, and which bins are hidden."""
+    spikes, masked, mask = _numpy(spikes)[trial], _numpy(masked_spikes)[trial], _numpy(mask)[trial]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharey=True, constrained_layout=True)
+    vmax = max(spikes.max(), 1)
+    for ax, data, title in [(axes[0], spikes, "input spikes"), (axes[1], masked, "masked input (grey = hidden bins)")]:
+        ax.imshow(data.T, aspect="auto", cmap="Greys", vmin=0, vmax=vmax, interpolation="nearest")
+        ax.set(title=title, xlabel="time bin (= token)")
+    for t in np.flatnonzero(mask):
+        axes[1].axvspan(t - 0.5, t + 0.5, color="tab:orange", alpha=0.3, lw=0)
+    axes[0].set_ylabel("neuron")
+    return fig
+
+
+def plot_positional_encoding(encoding):
+    """A (time bins, d_model) positional encoding as an image."""
+    encoding = _numpy(encoding)
+    fig, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
+    image = ax.imshow(encoding.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    fig.colorbar(image, ax=ax)
+    ax.set(title="sinusoidal positional encoding", xlabel="time bin", ylabel="latent dimension")
+    return fig
+
+
+def plot_loss_history(history, title: str = "training"):
+    """Train and validation loss per epoch, with the restored best epoch marked."""
+    fig, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
+    ax.plot(history.train_loss, label="train")
+    if history.val_loss:
+        ax.plot(history.val_loss, label="validation")
+        ax.axvline(history.best_epoch, color="grey", ls=":", label=f"best epoch ({history.best_epoch})")
+    ax.set(title=title, xlabel="epoch", ylabel="masked Poisson NLL")
+    ax.legend()
+    return fig
+
+
+def plot_rates_comparison(true_rates, predicted_rates, spikes=None, trial: int = 0, neurons=(0, 1, 2, 3)):
+    """True vs inferred rates of a few neurons on one trial (spikes as ticks if given)."""
+    true_rates, predicted_rates = _numpy(true_rates)[trial], _numpy(predicted_rates)[trial]
+    fig, axes = plt.subplots(1, len(neurons), figsize=(3.2 * len(neurons), 2.6), sharex=True,
+                             constrained_layout=True)
+    for ax, neuron in zip(np.atleast_1d(axes), neurons):
+        ax.plot(true_rates[:, neuron], color="k", label="true")
+        ax.plot(predicted_rates[:, neuron], color="tab:red", label="inferred")
+        if spikes is not None:
+            counts = _numpy(spikes)[trial, :, neuron]
+            t = np.flatnonzero(counts)
+            ax.plot(t, np.zeros_like(t) - 0.05 * true_rates[:, neuron].max(), "|", color="grey")
+        ax.set(title=f"neuron {neuron}", xlabel="time bin")
+    np.atleast_1d(axes)[0].set_ylabel("counts / bin")
+    np.atleast_1d(axes)[0].legend()
+    return fig
+
+
+def plot_latents_3d(true_latents, aligned_latents, trials=range(8), r2: float | None = None):
+    """True Lorenz latents and the model's linearly aligned latents, side by side in 3-D."""
+    true_latents, aligned_latents = _numpy(true_latents), _numpy(aligned_latents)
+    fig = plt.figure(figsize=(10, 4.5), constrained_layout=True)
+    colors = plt.cm.viridis(np.linspace(0, 1, len(trials)))
+    for i, (data, title) in enumerate([(true_latents, "true latents"),
+                                       (aligned_latents, "model latents, linearly aligned")]):
+        ax = fig.add_subplot(1, 2, i + 1, projection="3d")
+        for color, trial in zip(colors, trials):
+            ax.plot(*data[trial].T, color=color, lw=1.2)
+        ax.set(title=title, xlabel="x", ylabel="y", zlabel="z")
+    if r2 is not None:
+        fig.suptitle(f"held-out trials; alignment R$^2$ = {r2:.3f}")
+    return fig
+
+
+def plot_maze_trials(session, trials=None, n_trials: int = 3):
+    """Rasters of a few MC_Maze trials (PMd units above M1, in two colours) and their hand paths.
+
+    ``session`` is a :class:`tutorial_utils.data.mc_maze.MazeSession`; ``trials`` are indices into
+    it (default: the first ``n_trials`` train trials). Synthetic sessions say so in the title.
+    """
+    trials = list(session.trials("train")[:n_trials] if trials is None else trials)
+    spikes = np.concatenate([session.heldin_spikes, session.heldout_spikes], axis=2)
+    areas = np.concatenate([session.heldin_area, session.heldout_area])
+    order = np.argsort(areas != "PMd", kind="stable")  # PMd rows first, then M1
+    colors = {"PMd": "tab:purple", "M1": "tab:green"}
+    fig, axes = plt.subplots(1, len(trials) + 1, figsize=(3.4 * (len(trials) + 1), 3.8),
+                             constrained_layout=True)
+    for ax, trial in zip(axes, trials):
+        for row, unit in enumerate(order):
+            times = session.time_ms[np.flatnonzero(spikes[trial, :, unit] > 0)]
+            ax.plot(times, np.full(times.shape, row), "|", ms=2, color=colors[areas[unit]])
+        ax.axvline(0, color="k", lw=0.8, ls="--")
+        ax.set(title=f"trial {session.trial_id[trial]} (condition {session.condition[trial]})",
+               xlabel="time from movement onset (ms)", ylim=(len(order), -1))
+    n_pmd = int((areas == "PMd").sum())
+    axes[0].set_yticks([n_pmd / 2, n_pmd + (len(areas) - n_pmd) / 2], ["PMd", "M1"])
+    for trial in trials:
+        axes[-1].plot(*session.hand_pos[trial].T, label=f"trial {session.trial_id[trial]}")
+    axes[-1].set(title="hand position", xlabel="x (mm)", ylabel="y (mm)", aspect="equal")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"{session.label}, {session.bin_ms} ms bins")
+    return fig
