@@ -13,6 +13,6 @@ Modules, one idea each:
     api         fit_ndt1: NDT1 on your own data
     authoring   learner notebooks generated from the solutions
 """
-from .api import FittedNDT1, fit_ndt1
+from .api import FittedNDT1, FittedStitch, fit_ndt1, fit_ndt1_stitch
 
-__all__ = ["FittedNDT1", "fit_ndt1"]
+__all__ = ["FittedNDT1", "FittedStitch", "fit_ndt1", "fit_ndt1_stitch"]

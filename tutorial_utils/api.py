@@ -82,3 +82,103 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
         progress=progress, desc="fit_ndt1",
     )
     return FittedNDT1(model=model, history=history, n_neurons=n_neurons, n_bins=n_bins)
+
+
+def _stitch_batch(sessions: list, session_ids: list[int], n_inputs: list[int], n_outputs: list[int]):
+    """Padded (inputs, targets, session) tensors for the sessions ``session_ids`` of a stitched model."""
+    from .data.sessions import stack_sessions
+
+    targets, position = stack_sessions(sessions)
+    inputs, _ = stack_sessions([s[:, :, : n_inputs[i]] for s, i in zip(sessions, session_ids)])
+    pad = max(n_outputs) - targets.shape[2]  # the model's outputs span its widest session
+    targets = torch.nn.functional.pad(targets, (0, pad))
+    inputs = torch.nn.functional.pad(inputs, (0, max(n_inputs) - inputs.shape[2]))
+    return inputs, targets, torch.as_tensor(session_ids)[position]
+
+
+@dataclass
+class FittedStitch:
+    """A trained NDT1-stitch over several sessions, with its training history."""
+
+    model: "NDT1Stitch"
+    history: History
+
+    def predict_rates(self, spikes, session: int) -> np.ndarray:
+        """Rates (counts per bin) of all of session ``session``'s units, (trials, time bins, N_out[s]).
+
+        ``spikes`` holds that session's input units (extra columns, e.g. held-out units, are ignored).
+        """
+        n_in = self.model.n_inputs[session]
+        spikes = as_counts(spikes, "spikes")
+        if spikes.shape[2] < n_in:
+            raise ValueError(f"spikes: session {session} has {n_in} input units, got {spikes.shape[2]}")
+        ids = torch.full((spikes.shape[0],), session, dtype=torch.long)
+        rates = predict_hidden_bins(self.model, spikes[:, :, :n_in], ids).exp()
+        return rates[:, :, : self.model.n_outputs[session]].numpy()
+
+    def refit_read_in(self, session: int, train_spikes, val_spikes, *, epochs: int, batch_size: int = 8,
+                      seed: int = 0, progress: bool = True) -> History:
+        """Re-learn only session ``session``'s read-in and the session embedding (core and read-outs
+        frozen), on that session's trials (all its units, held-in first). Returns the history.
+
+        This is how a pretrained stitched model adapts to a new recording of the same kind.
+        """
+        from .models import trainable_only
+        from .objectives import StitchedMaskedAutoencoding
+
+        n_out = self.model.n_outputs[session]
+        train_spikes = as_counts(train_spikes, "train_spikes", n_neurons=n_out)
+        val_spikes = as_counts(val_spikes, "val_spikes", n_neurons=n_out)
+        trainable_only(self.model, session)
+        try:
+            batch = lambda x: _stitch_batch([x], [session], self.model.n_inputs, self.model.n_outputs)
+            return train(self.model, batch(train_spikes), batch(val_spikes), StitchedMaskedAutoencoding(0.2),
+                         epochs=epochs, batch_size=batch_size, seed=seed, progress=progress, desc="re-fit read-in")
+        finally:
+            for parameter in self.model.parameters():
+                parameter.requires_grad_(True)
+
+
+def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n_heldout: list[int] | None = None,
+                    profile: str | Profile | None = None, seed: int = 0, d_model: int = 64,
+                    epochs: int | None = None, lr: float = 3e-3, progress: bool = True) -> FittedStitch:
+    """Train one NDT1-stitch on several sessions with different numbers of units.
+
+    Args:
+        train_sessions: list of count arrays (trials_s, T, N_s), one per session, same T.
+        val_sessions: matching held-out trials per session (same units); when omitted, the last
+            10% of each session's trials are held out.
+        n_heldout: per session, how many of its *last* units are never given as input, only
+            predicted (NLB's held-out units, for co-smoothing); default 0.
+        profile, seed: as in :func:`fit_ndt1`; ``epochs`` overrides the profile's stitch_epochs.
+        d_model, lr: width of the shared latent space, and the peak learning rate.
+    """
+    from .models import NDT1Stitch
+    from .objectives import StitchedMaskedAutoencoding
+
+    train_sessions = [as_counts(s, f"train_sessions[{i}]") for i, s in enumerate(train_sessions)]
+    if val_sessions is None:
+        cut = [max(1, s.shape[0] // 10) for s in train_sessions]
+        val_sessions = [s[-c:] for s, c in zip(train_sessions, cut)]
+        train_sessions = [s[:-c] for s, c in zip(train_sessions, cut)]
+    if len(val_sessions) != len(train_sessions):
+        raise ValueError(f"got {len(train_sessions)} train sessions but {len(val_sessions)} val sessions")
+    val_sessions = [as_counts(v, f"val_sessions[{i}]", n_neurons=t.shape[2])
+                    for i, (t, v) in enumerate(zip(train_sessions, val_sessions))]
+    n_outputs = [s.shape[2] for s in train_sessions]
+    n_heldout = list(n_heldout) if n_heldout is not None else [0] * len(n_outputs)
+    if len(n_heldout) != len(n_outputs) or any(not 0 <= h < n for h, n in zip(n_heldout, n_outputs)):
+        raise ValueError(f"n_heldout must give, per session, a count between 0 and its units - 1; got {n_heldout} "
+                         f"for sessions with {n_outputs} units")
+    n_inputs = [n - h for n, h in zip(n_outputs, n_heldout)]
+
+    def batches(sessions):
+        return _stitch_batch(sessions, list(range(len(sessions))), n_inputs, n_outputs)
+
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    torch.manual_seed(seed)
+    model = NDT1Stitch(n_inputs, train_sessions[0].shape[1], n_outputs=n_outputs, d_model=d_model)
+    history = train(model, batches(train_sessions), batches(val_sessions), StitchedMaskedAutoencoding(0.2),
+                    epochs=epochs or profile.stitch_epochs, batch_size=profile.stitch_batch_size, lr=lr,
+                    patience=profile.ndt1_patience, seed=seed, progress=progress, desc="fit_ndt1_stitch")
+    return FittedStitch(model=model, history=history)

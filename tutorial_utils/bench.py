@@ -1,6 +1,7 @@
 """Benchmarks that print (and save as JSON) the numbers quoted in README.md.
 
     python -m tutorial_utils.bench nb1 --profile full     # NDT1 on Lorenz
+    python -m tutorial_utils.bench nb2 --profile quick    # stitching on mc_maze
     python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
 
 Results go to ``outputs/bench/<name>_<profile>.json``. Timings are measured, never asserted.
@@ -58,13 +59,63 @@ def bench_nb1(profile_name: str | None = None, seed: int = 0) -> dict:
     }
 
 
+def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
+    """Notebook 2's mc_maze measurements: co-bps alone vs stitched, area decoding, the swap."""
+    import copy
+
+    import numpy as np
+
+    from .api import fit_ndt1_stitch
+    from .data.mc_maze import evaluate_rates, load_mc_maze
+
+    profile = get_profile(profile_name)
+    names = ["mc_maze_small", "mc_maze_medium"] + (["mc_maze_large"] if profile.name == "full" else [])
+    sessions = [load_mc_maze(name, bin_ms=5) for name in names]
+    small = sessions[0]
+
+    def units(session, split):
+        return np.concatenate([session.heldin_spikes, session.heldout_spikes], axis=2)[session.trials(split)]
+
+    def fit(chosen):
+        start = time.perf_counter()
+        fitted = fit_ndt1_stitch([units(s, "train") for s in chosen], [units(s, "val") for s in chosen],
+                                 n_heldout=[s.heldout_spikes.shape[2] for s in chosen], profile=profile, seed=seed)
+        return fitted, round(time.perf_counter() - start, 1)
+
+    def co_bps(fitted):
+        rates = fitted.predict_rates(small.heldin_spikes, 0)
+        n_in = small.heldin_spikes.shape[2]
+        return round(evaluate_rates(small, rates[..., :n_in], rates[..., n_in:])["co-bps"], 4)
+
+    single, single_seconds = fit([small])
+    stitched, stitched_seconds = fit(sessions)
+    all_areas = np.concatenate([small.heldin_area, small.heldout_area])
+    read_out_accuracy, chance = metrics.area_decoding_accuracy(single.model.unit_embeddings(0), all_areas)
+    read_in_accuracy, _ = metrics.area_decoding_accuracy(single.model.unit_embeddings(0, "read_in"), small.heldin_area)
+    swapped = copy.deepcopy(stitched)
+    from .models import swap_session_parts
+    swap_session_parts(swapped.model, source=1, target=0)
+    refit = copy.deepcopy(swapped)
+    refit.refit_read_in(0, units(small, "train"), units(small, "val"), epochs=profile.stitch_epochs // 2,
+                        batch_size=profile.stitch_batch_size)
+    return {
+        "profile": profile.name, "device": str(get_device()), "synthetic": small.is_synthetic, "sessions": names,
+        "co_bps_small_alone": co_bps(single), "co_bps_small_stitched": co_bps(stitched),
+        "co_bps_small_after_swap": co_bps(swapped), "co_bps_small_after_read_in_refit": co_bps(refit),
+        "area_accuracy_read_out": round(read_out_accuracy, 3), "area_accuracy_read_in": round(read_in_accuracy, 3),
+        "area_chance": round(chance, 3),
+        "train_seconds_alone": single_seconds, "train_seconds_stitched": stitched_seconds,
+        "epochs_alone": len(single.history.train_loss), "epochs_stitched": len(stitched.history.train_loss),
+    }
+
+
 def bench_maze(profile_name: str | None = None) -> dict:
     from .data.mc_maze import bench_mc_maze
 
     return bench_mc_maze()
 
 
-BENCHMARKS = {"nb1": bench_nb1, "maze": bench_maze}
+BENCHMARKS = {"nb1": bench_nb1, "nb2": bench_nb2, "maze": bench_maze}
 
 
 def main(argv=None) -> int:

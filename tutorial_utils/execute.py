@@ -21,11 +21,13 @@ def execute_notebook(path: Path, out_dir: Path, timeout: int = 1800) -> list[Pat
     """Execute ``path`` in its own folder; save it and its PNG figures under ``out_dir``."""
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
     (out_dir / "executed").mkdir(parents=True, exist_ok=True)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, out_dir / "executed" / path.name)
+    try:
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:  # keep what ran, also when a cell fails, so the failure can be read in context
+        nbformat.write(notebook, out_dir / "executed" / path.name)
     figures = []
     for cell in notebook.cells:
         for output in cell.get("outputs", []):

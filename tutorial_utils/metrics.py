@@ -70,3 +70,31 @@ def latent_alignment_r2(train_latents, train_true, test_latents, test_true) -> t
     weights = fit_linear_map(train_latents, train_true)
     aligned = apply_linear_map(test_latents, weights)
     return r2_score(aligned, test_true), aligned
+
+
+def principal_components(x, n_components: int = 2) -> np.ndarray:
+    """Project the rows of ``x`` (items, features) on their first principal components: (items, n)."""
+    x = _numpy(x).astype(np.float64)
+    centered = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    components = vt[:n_components]
+    components *= np.sign(components[:, :1] + 1e-12)  # fix each axis' sign so plots are reproducible
+    return centered @ components.T
+
+
+def area_decoding_accuracy(embeddings, areas, folds: int = 5, seed: int = 0) -> tuple[float, float]:
+    """Can a brain area be read off unit embeddings? Cross-validated logistic regression.
+
+    Returns (accuracy, chance), chance being the majority-class rate.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    embeddings, areas = _numpy(embeddings), np.asarray(areas)
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    splits = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    accuracy = cross_val_score(classifier, embeddings, areas, cv=splits).mean()
+    chance = max(np.mean(areas == a) for a in np.unique(areas))
+    return float(accuracy), float(chance)

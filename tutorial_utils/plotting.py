@@ -124,3 +124,20 @@ def plot_maze_trials(session, trials=None, n_trials: int = 3):
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"{session.label}, {session.bin_ms} ms bins")
     return fig
+
+
+def plot_embedding_pcs(panels, title: str = "read-in embeddings of units, first two PCs"):
+    """Scatter plots of unit embeddings' PCs. ``panels``: list of (pcs (units, 2), labels, panel title)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False,
+                             constrained_layout=True)
+    palette = {"PMd": "tab:purple", "M1": "tab:green"}
+    for ax, (pcs, labels, panel_title) in zip(axes[0], panels):
+        pcs, labels = _numpy(pcs), np.asarray(labels)
+        for i, label in enumerate(sorted(set(labels.tolist()))):
+            chosen = labels == label
+            ax.scatter(*pcs[chosen].T, s=14, alpha=0.8, label=str(label),
+                       color=palette.get(label, plt.cm.tab10(i % 10)))
+        ax.set(title=panel_title, xlabel="PC 1", ylabel="PC 2")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig

@@ -35,17 +35,17 @@ class Profile:
     batch_size: int
     # Notebook 2: stitching
     stitch_epochs: int
-    stitch_max_trials: int | None  # cap on trials per session (None: all of them)
+    stitch_batch_size: int  # small: mc_maze_small has only 75 training trials
 
 
 PROFILES = {
     "quick": Profile(
         name="quick", lorenz_trials=600, ndt1_epochs=70, ndt1_patience=20, batch_size=32,
-        stitch_epochs=40, stitch_max_trials=None,
+        stitch_epochs=80, stitch_batch_size=8,
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64,
-        stitch_epochs=300, stitch_max_trials=None,
+        stitch_epochs=400, stitch_batch_size=16,
     ),
 }
 

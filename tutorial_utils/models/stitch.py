@@ -64,9 +64,17 @@ class NDT1Stitch(nn.Module):
             log_rates[rows, :, : self.n_outputs[s]] = self.read_out[s](latents[rows]).to(log_rates.dtype)
         return log_rates
 
-    def unit_embeddings(self, s: int) -> torch.Tensor:
-        """Session s's read-in weights as one D-dim vector per input unit: (N_in[s], D)."""
-        return self.read_in[s].weight.detach().T.cpu()
+    def unit_embeddings(self, s: int, layer: str = "read_out") -> torch.Tensor:
+        """One D-dim vector per unit of session s, from its read-out (N_out[s], D) or read-in (N_in[s], D).
+
+        A read-out row is the unit's tuning to the shared latents; a read-in column is how much
+        the unit votes for each latent dimension.
+        """
+        if layer == "read_out":
+            return self.read_out[s].weight.detach().cpu()
+        if layer == "read_in":
+            return self.read_in[s].weight.detach().T.cpu()
+        raise ValueError(f"layer must be 'read_out' or 'read_in', got {layer!r}")
 
     def output_mask(self, session: torch.Tensor) -> torch.Tensor:
         """(B, max N_out) bool: True for the units that exist in each trial's session."""
@@ -77,3 +85,28 @@ class NDT1Stitch(nn.Module):
         """(B, max N_out) bool: True for the outputs that are also inputs (masked-bin targets)."""
         sizes = torch.tensor(self.n_inputs, device=session.device)[session]
         return torch.arange(max(self.n_outputs), device=session.device)[None, :] < sizes[:, None]
+
+
+def swap_session_parts(model: NDT1Stitch, source: int, target: int) -> None:
+    """In place: give session ``target`` the read-in and embedding that session ``source`` learned.
+
+    Units of different sessions have no correspondence, so source's read-in columns are laid onto
+    target's units in order (cut or zero-padded to target's unit count): exactly the "what if we
+    just reuse the other recording's input layer" experiment.
+    """
+    with torch.no_grad():
+        weight = model.read_in[source].weight  # (D, N_in[source])
+        n = min(weight.shape[1], model.n_inputs[target])
+        model.read_in[target].weight.zero_()
+        model.read_in[target].weight[:, :n] = weight[:, :n]
+        model.read_in[target].bias.copy_(model.read_in[source].bias)
+        model.session_embedding.weight[target] = model.session_embedding.weight[source]
+
+
+def trainable_only(model: NDT1Stitch, session: int) -> None:
+    """Freeze everything but session ``session``'s read-in and the session embedding."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in model.read_in[session].parameters():
+        parameter.requires_grad_(True)
+    model.session_embedding.weight.requires_grad_(True)

@@ -1,0 +1,97 @@
+"""NDT1-stitch: session routing, padding, swapping, and fitting several sessions of different sizes."""
+import numpy as np
+import pytest
+import torch
+
+import tutorial_utils
+from tutorial_utils import exercises, metrics
+from tutorial_utils.data import make_lorenz_dataset
+from tutorial_utils.data.sessions import stack_sessions
+from tutorial_utils.models import NDT1Stitch, swap_session_parts, trainable_only
+from tutorial_utils.objectives import StitchedMaskedAutoencoding
+from tutorial_utils.runtime import get_profile
+
+
+def test_stack_sessions_pads_units_and_tags_sessions():
+    spikes, session = stack_sessions([np.ones((2, 4, 3)), 2 * np.ones((1, 4, 5))])
+    assert spikes.shape == (3, 4, 5) and session.tolist() == [0, 0, 1]
+    assert (spikes[:2, :, 3:] == 0).all() and (spikes[2] == 2).all()
+    with pytest.raises(ValueError, match="same number of time bins"):
+        stack_sessions([np.ones((2, 4, 3)), np.ones((2, 5, 3))])
+
+
+def test_each_trial_goes_through_its_own_session_layers():
+    torch.manual_seed(0)
+    model = NDT1Stitch([3, 5], n_bins=6, n_outputs=[4, 7], d_model=8, n_heads=2, dropout=0.0).eval()
+    a, b = torch.poisson(torch.ones(2, 6, 3)), torch.poisson(torch.ones(3, 6, 5))
+    spikes, session = stack_sessions([a, b])
+    mixed = model(spikes, session)
+    assert mixed.shape == (5, 6, 7)
+    alone = model(torch.nn.functional.pad(a, (0, 2)), torch.zeros(2, dtype=torch.long))
+    torch.testing.assert_close(mixed[:2], alone)  # batching with another session changes nothing
+    assert (mixed[:2, :, 4:] == 0).all()  # padded outputs
+    assert model.output_mask(session).sum(1).tolist() == [4, 4, 7, 7, 7]
+    assert model.input_mask(session).sum(1).tolist() == [3, 3, 5, 5, 5]
+
+
+def test_stitched_objective_scores_heldout_units_everywhere_and_never_padding():
+    model = NDT1Stitch([2], n_bins=10, n_outputs=[3], d_model=4, n_heads=1)
+    captured = {}
+
+    def loss_fn(log_rates, targets, scored):
+        captured["scored"] = scored
+        return log_rates.sum() * 0
+
+    inputs = torch.ones(1, 10, 2)
+    StitchedMaskedAutoencoding(0.2, loss_fn=loss_fn)(model, (inputs, torch.ones(1, 10, 3), torch.zeros(1, dtype=torch.long)))
+    scored = captured["scored"][0]  # (T, N_out)
+    assert scored[:, 2].all()  # the held-out unit, on every bin
+    assert scored[:, 0].sum() == 2 and torch.equal(scored[:, 0], scored[:, 1])  # inputs: masked bins only
+
+
+def test_swap_and_freeze():
+    torch.manual_seed(0)
+    model = NDT1Stitch([3, 5], n_bins=4, d_model=8, n_heads=2)
+    source_weight = model.read_in[1].weight.detach().clone()
+    swap_session_parts(model, source=1, target=0)
+    assert torch.equal(model.read_in[0].weight, source_weight[:, :3])
+    assert torch.equal(model.session_embedding.weight[0], model.session_embedding.weight[1])
+    trainable_only(model, 0)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"read_in.0.weight", "read_in.0.bias", "session_embedding.weight"}
+
+
+def test_fit_ndt1_stitch_on_sessions_of_different_sizes():
+    sessions = [make_lorenz_dataset(160, n_neurons=n, seed=20 + i) for i, n in enumerate([20, 35])]
+    fitted = tutorial_utils.fit_ndt1_stitch([d.spikes[d.trials("train")] for d in sessions],
+                                            [d.spikes[d.trials("val")] for d in sessions],
+                                            profile=get_profile("quick", stitch_batch_size=16), epochs=40,
+                                            progress=False)
+    for s, d in enumerate(sessions):
+        rates = fitted.predict_rates(d.spikes[d.trials("test")], s)
+        assert rates.shape == d.spikes[d.trials("test")].shape
+        assert metrics.r2_score(rates, d.rates[d.trials("test")]) > 0.6
+    with pytest.raises(ValueError, match="input units"):
+        fitted.predict_rates(np.zeros((2, 50, 10)), 1)
+    with pytest.raises(ValueError, match="n_heldout"):
+        tutorial_utils.fit_ndt1_stitch([np.zeros((20, 5, 3))], n_heldout=[3])
+    with pytest.raises(ValueError, match="val_sessions\\[0\\]: expected 3 neurons"):
+        tutorial_utils.fit_ndt1_stitch([np.zeros((20, 5, 3))], [np.zeros((5, 5, 4))])
+
+
+def test_notebook2_exercise_checks(capsys):
+    assert exercises.check_stack_sessions(stack_sessions) is stack_sessions
+    assert exercises.check_principal_components(metrics.principal_components) is metrics.principal_components
+    assert exercises.check_swap_session_parts(swap_session_parts) is swap_session_parts
+
+    def uncentered(x, n_components=2):
+        return x @ np.linalg.svd(x, full_matrices=False)[2][:n_components].T
+
+    def embedding_only(model, source, target):
+        with torch.no_grad():
+            model.session_embedding.weight[target] = model.session_embedding.weight[source]
+
+    exercises.check_principal_components(uncentered)
+    exercises.check_swap_session_parts(embedding_only)
+    out = capsys.readouterr().out
+    assert out.count("[ok]") == 3 and "subtract the mean" in out and "read-in weight" in out
