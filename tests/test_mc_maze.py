@@ -186,7 +186,7 @@ def test_lag_search_recovers_planted_lag(session):
     truth = np.concatenate([rates["heldin_rates"], rates["heldout_rates"]], axis=2)
     assert abs(_best_lag_ms(session, truth) - synthetic_maze.LAG_MS) <= 5  # one 5 ms bin
     # From 75 noisy training trials the R^2 peak is broad; we measured 90 ms, so allow two bins.
-    spikes = np.concatenate([session.heldin_spikes, session.heldout_spikes], axis=2)
+    spikes = session.all_spikes()
     smoothed = gaussian_filter1d(spikes, 20 / session.bin_ms, axis=1)
     assert abs(_best_lag_ms(session, smoothed) - synthetic_maze.LAG_MS) <= 10
 

@@ -92,7 +92,6 @@ def _stitch_batch(sessions: list, session_ids: list[int], n_inputs: list[int], n
     inputs, _ = stack_sessions([s[:, :, : n_inputs[i]] for s, i in zip(sessions, session_ids)])
     pad = max(n_outputs) - targets.shape[2]  # the model's outputs span its widest session
     targets = torch.nn.functional.pad(targets, (0, pad))
-    inputs = torch.nn.functional.pad(inputs, (0, max(n_inputs) - inputs.shape[2]))
     return inputs, targets, torch.as_tensor(session_ids)[position]
 
 

@@ -63,22 +63,18 @@ def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
     """Notebook 2's mc_maze measurements: co-bps alone vs stitched, area decoding, the swap."""
     import copy
 
-    import numpy as np
-
     from .api import fit_ndt1_stitch
     from .data.mc_maze import evaluate_rates, load_mc_maze
+    from .models import swap_session_parts
 
     profile = get_profile(profile_name)
     names = ["mc_maze_small", "mc_maze_medium"] + (["mc_maze_large"] if profile.name == "full" else [])
     sessions = [load_mc_maze(name, bin_ms=5) for name in names]
     small = sessions[0]
 
-    def units(session, split):
-        return np.concatenate([session.heldin_spikes, session.heldout_spikes], axis=2)[session.trials(split)]
-
     def fit(chosen):
         start = time.perf_counter()
-        fitted = fit_ndt1_stitch([units(s, "train") for s in chosen], [units(s, "val") for s in chosen],
+        fitted = fit_ndt1_stitch([s.all_spikes("train") for s in chosen], [s.all_spikes("val") for s in chosen],
                                  n_heldout=[s.heldout_spikes.shape[2] for s in chosen], profile=profile, seed=seed)
         return fitted, round(time.perf_counter() - start, 1)
 
@@ -89,14 +85,12 @@ def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
 
     single, single_seconds = fit([small])
     stitched, stitched_seconds = fit(sessions)
-    all_areas = np.concatenate([small.heldin_area, small.heldout_area])
-    read_out_accuracy, chance = metrics.area_decoding_accuracy(single.model.unit_embeddings(0), all_areas)
+    read_out_accuracy, chance = metrics.area_decoding_accuracy(single.model.unit_embeddings(0), small.all_areas)
     read_in_accuracy, _ = metrics.area_decoding_accuracy(single.model.unit_embeddings(0, "read_in"), small.heldin_area)
     swapped = copy.deepcopy(stitched)
-    from .models import swap_session_parts
     swap_session_parts(swapped.model, source=1, target=0)
     refit = copy.deepcopy(swapped)
-    refit.refit_read_in(0, units(small, "train"), units(small, "val"), epochs=profile.stitch_epochs // 2,
+    refit.refit_read_in(0, small.all_spikes("train"), small.all_spikes("val"), epochs=profile.stitch_epochs // 2,
                         batch_size=profile.stitch_batch_size)
     return {
         "profile": profile.name, "device": str(get_device()), "synthetic": small.is_synthetic, "sessions": names,

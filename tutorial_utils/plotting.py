@@ -103,8 +103,7 @@ def plot_maze_trials(session, trials=None, n_trials: int = 3):
     it (default: the first ``n_trials`` train trials). Synthetic sessions say so in the title.
     """
     trials = list(session.trials("train")[:n_trials] if trials is None else trials)
-    spikes = np.concatenate([session.heldin_spikes, session.heldout_spikes], axis=2)
-    areas = np.concatenate([session.heldin_area, session.heldout_area])
+    spikes, areas = session.all_spikes(), session.all_areas
     order = np.argsort(areas != "PMd", kind="stable")  # PMd rows first, then M1
     colors = {"PMd": "tab:purple", "M1": "tab:green"}
     fig, axes = plt.subplots(1, len(trials) + 1, figsize=(3.4 * (len(trials) + 1), 3.8),
@@ -126,7 +125,7 @@ def plot_maze_trials(session, trials=None, n_trials: int = 3):
     return fig
 
 
-def plot_embedding_pcs(panels, title: str = "read-in embeddings of units, first two PCs"):
+def plot_embedding_pcs(panels, title: str = "unit embeddings, first two PCs"):
     """Scatter plots of unit embeddings' PCs. ``panels``: list of (pcs (units, 2), labels, panel title)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False,
                              constrained_layout=True)

@@ -269,6 +269,18 @@ class MazeSession:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return np.flatnonzero(self.split == split)
 
+    def all_spikes(self, split: str | None = None) -> np.ndarray:
+        """Held-in then held-out units, (B, T, N_in + N_out): the order models predict them in.
+
+        With ``split``, only that split's trials."""
+        spikes = np.concatenate([self.heldin_spikes, self.heldout_spikes], axis=2)
+        return spikes if split is None else spikes[self.trials(split)]
+
+    @property
+    def all_areas(self) -> np.ndarray:
+        """The area of every unit, held-in then held-out, (N_in + N_out,)."""
+        return np.concatenate([self.heldin_area, self.heldout_area])
+
     @property
     def label(self) -> str:
         """The session's name, marked SYNTHETIC STAND-IN when it is simulated."""
