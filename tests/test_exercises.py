@@ -3,7 +3,8 @@ or broken answer falls back to the reference."""
 import numpy as np
 import torch
 
-from tutorial_utils import exercises, metrics
+from tutorial_utils import metrics
+from tutorial_utils.exercises import nb1 as exercises
 from tutorial_utils.masking import mask_time_bins
 from tutorial_utils.models.ndt1 import sinusoidal_positional_encoding
 from tutorial_utils.objectives import masked_poisson_loss

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import tutorial_utils
-from tutorial_utils import exercises, metrics
+from tutorial_utils import metrics
+from tutorial_utils.exercises import nb2 as exercises
 from tutorial_utils.data import make_lorenz_dataset
 from tutorial_utils.data.sessions import stack_sessions
 from tutorial_utils.models import NDT1Stitch, swap_session_parts, trainable_only

@@ -9,7 +9,7 @@ Modules, one idea each:
     training    the one training loop, and batched prediction
     metrics     bits per spike, R^2, latent alignment
     plotting    the figures
-    exercises   checks of the notebooks' exercises, with fallbacks
+    exercises   checks of the notebooks' exercises (one module per notebook), with fallbacks
     api         fit_ndt1: NDT1 on your own data
     authoring   learner notebooks generated from the solutions
 """
