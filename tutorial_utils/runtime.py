@@ -7,12 +7,17 @@ Two profiles size every experiment in the course:
 * ``full`` — the sizes that give the numbers quoted in the text; minutes on a Colab T4.
 
 ``TUTORIAL_PROFILE=quick|full`` picks one; otherwise ``full`` on CUDA and ``quick`` on CPU.
+
+Mixed precision is chosen in one place too (:func:`autocast_dtype`): bfloat16 on GPUs that support
+it, float16 on older ones (the Colab T4), off on CPU; ``TUTORIAL_AUTOCAST=off|bfloat16|float16``
+overrides that, e.g. to run a whole notebook under CPU bfloat16 autocast the way a GPU runs it.
 """
 from __future__ import annotations
 
 import os
 import random
 import sys
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +26,8 @@ import torch
 
 PROFILE_ENV = "TUTORIAL_PROFILE"
 DATA_DIR_ENV = "TUTORIAL_DATA_DIR"
+AUTOCAST_ENV = "TUTORIAL_AUTOCAST"
+AUTOCAST_DTYPES = {"off": None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,48 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def autocast_dtype(device: torch.device | str, requested: torch.dtype | str | None = None) -> torch.dtype | None:
+    """The reduced precision to compute in on ``device``, or None for full float32.
+
+    ``requested`` (a dtype, or "off" / "bfloat16" / "float16") wins; otherwise ``$TUTORIAL_AUTOCAST``;
+    otherwise automatic: on CUDA bfloat16 where the GPU supports it, else float16 (T4); elsewhere off.
+    """
+    device = torch.device(device)
+    name = requested if requested is not None else os.environ.get(AUTOCAST_ENV)
+    if isinstance(name, torch.dtype):
+        name = str(name).removeprefix("torch.")
+    if name is not None:
+        name = name.strip().lower()
+        if name not in AUTOCAST_DTYPES:
+            source = "autocast_dtype" if requested is not None else f"${AUTOCAST_ENV}"
+            raise ValueError(f"{source} must be one of {sorted(AUTOCAST_DTYPES)}, got {name!r}")
+        dtype = AUTOCAST_DTYPES[name]
+    elif device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = None
+    # autocast exists for CUDA and CPU only; other device kinds (e.g. the tests' "meta") run as they are
+    return dtype if device.type in ("cuda", "cpu") else None
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``'s kind, or a no-op context when ``dtype`` is None."""
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+@contextmanager
+def global_random_state_kept():
+    """Run a block that seeds Python, NumPy and torch, and give the caller back their random states."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def in_colab() -> bool:

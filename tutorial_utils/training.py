@@ -1,9 +1,9 @@
 """The course's one training loop, used by every notebook.
 
 It moves data and model to the device (whole datasets fit in GPU memory here, so batches are
-sliced on the device with no DataLoader), uses mixed precision on CUDA, shows a progress bar,
-validates every epoch, stops early when validation stops improving, restores the best weights,
-and returns the loss history.
+sliced on the device with no DataLoader), uses mixed precision on CUDA (runtime.autocast_dtype),
+shows a progress bar, validates every epoch, stops early when validation stops improving,
+restores the best weights, and returns the loss history.
 
 What is optimised is a separate *objective*: a callable ``objective(model, batch, generator)``
 returning a scalar loss (see objectives.py), so the same loop trains masked autoencoders,
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .runtime import get_device, seed_everything
+from .runtime import autocast, autocast_dtype as resolve_autocast_dtype, get_device, seed_everything
 
 
 @dataclass
@@ -74,6 +74,7 @@ def train(
     device: torch.device | str | None = None,
     progress: bool = True,
     desc: str = "training",
+    autocast_dtype: torch.dtype | str | None = None,
 ) -> History:
     """Train ``model`` in place with AdamW + cosine decay; return its :class:`History`.
 
@@ -83,6 +84,8 @@ def train(
         objective: ``objective(model, batch, generator) -> loss`` (see objectives.py).
         patience: stop after this many epochs without a better validation loss (None: never).
         seed: seeds weights' dropout, shuffling and masks, so a CPU run is exactly reproducible.
+        autocast_dtype: reduced precision for the forward pass: a dtype, "off", or None for
+            automatic (bfloat16 or float16 on CUDA, off on CPU, unless $TUTORIAL_AUTOCAST says otherwise).
     """
     device = torch.device(device) if device is not None else get_device()
     generator = seed_everything(seed)
@@ -92,9 +95,9 @@ def train(
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    use_amp = device.type == "cuda"
-    # float16 autocast + loss scaling works on every CUDA GPU, the Colab T4 included
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = resolve_autocast_dtype(device, autocast_dtype)
+    # float16 gradients can underflow, so float16 on CUDA (e.g. the T4) needs loss scaling; bfloat16 does not
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda")
 
     history, best_state, start = History(), None, time.perf_counter()
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=True)
@@ -102,7 +105,7 @@ def train(
         model.train()
         epoch_loss, epoch_count = 0.0, 0
         for batch in iterate_batches(train_data, batch_size, generator):
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            with autocast(device, amp_dtype):
                 loss = objective(model, batch, generator)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -119,7 +122,8 @@ def train(
         if val_data is None:
             bar.set_postfix(train=f"{history.train_loss[-1]:.4f}")
             continue
-        history.val_loss.append(evaluate_objective(model, objective, val_data, batch_size))
+        with autocast(device, amp_dtype):
+            history.val_loss.append(evaluate_objective(model, objective, val_data, batch_size))
         if history.best_epoch < 0 or history.val_loss[-1] < history.best_val_loss:
             history.best_epoch = epoch
             best_state = copy.deepcopy(model.state_dict())
@@ -137,22 +141,24 @@ def train(
 
 
 def predict(model, spikes: torch.Tensor, *extra: torch.Tensor, method: str = "forward", batch_size: int = 256,
-            **kwargs) -> torch.Tensor:
-    """Run ``model.<method>(spikes, *extra)`` in eval mode, batched over trials; returns a CPU tensor.
+            autocast_dtype: torch.dtype | str | None = None, **kwargs) -> torch.Tensor:
+    """Run ``model.<method>(spikes, *extra)`` in eval mode, batched over trials; returns a float32 CPU tensor.
 
-    ``extra`` are further per-trial inputs, e.g. the session ids of a stitched model.
+    ``extra`` are further per-trial inputs, e.g. the session ids of a stitched model. Runs in the
+    precision training uses by default (runtime.autocast_dtype; ``autocast_dtype`` as in train).
     """
     model.eval()
     device = next(model.parameters()).device
     outputs = []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, resolve_autocast_dtype(device, autocast_dtype)):
         for batch in iterate_batches((torch.as_tensor(spikes), *extra), batch_size, None):
             outputs.append(getattr(model, method)(*(t.to(device) for t in batch), **kwargs).float().cpu())
     return torch.cat(outputs)
 
 
 def predict_hidden_bins(model, spikes: torch.Tensor, *extra: torch.Tensor, n_folds: int = 5,
-                        method: str = "forward", batch_size: int = 256) -> torch.Tensor:
+                        method: str = "forward", batch_size: int = 256,
+                        autocast_dtype: torch.dtype | str | None = None) -> torch.Tensor:
     """``model.<method>`` output for every bin computed *while that bin was masked*, in ``n_folds`` passes.
 
     A masked autoencoder is only ever trained to predict bins it cannot see; shown a bin, it tends
@@ -161,12 +167,13 @@ def predict_hidden_bins(model, spikes: torch.Tensor, *extra: torch.Tensor, n_fol
     predictions against ``spikes`` is also honest: the model never saw the counts it is scored on.
     """
     spikes = torch.as_tensor(spikes)
-    bins = torch.arange(spikes.shape[1])
+    bins = torch.arange(spikes.shape[1])  # on the CPU, like predict's outputs
     output = None
     for fold in range(n_folds):
         hidden = bins % n_folds == fold  # (T,)
-        fold_output = predict(model, spikes.masked_fill(hidden[None, :, None], 0.0), *extra, method=method,
-                              batch_size=batch_size)
+        hidden_bins = hidden.to(spikes.device)[None, :, None]
+        fold_output = predict(model, spikes.masked_fill(hidden_bins, 0.0), *extra, method=method,
+                              batch_size=batch_size, autocast_dtype=autocast_dtype)
         output = torch.zeros_like(fold_output) if output is None else output
         output[:, hidden] = fold_output[:, hidden]
     return output

@@ -27,5 +27,5 @@ def stack_sessions(sessions: list) -> tuple[torch.Tensor, torch.Tensor]:
                          "cut trials to a common window first")
     width = max(a.shape[2] for a in arrays)
     spikes = torch.cat([torch.nn.functional.pad(a, (0, width - a.shape[2])) for a in arrays])
-    session = torch.cat([torch.full((a.shape[0],), i, dtype=torch.long) for i, a in enumerate(arrays)])
+    session = torch.cat([torch.full((a.shape[0],), i, dtype=torch.long, device=a.device) for i, a in enumerate(arrays)])
     return spikes, session

@@ -10,7 +10,8 @@ sessions at once.
     latents --read_out[s]--> log-rates (B, T, N_out[s])
 
 Batches may mix sessions: trials are padded to the widest session (see data/sessions.py) and a
-``session`` index per trial routes each one through its own read-in/read-out.
+``session`` index per trial routes each one through its own read-in/read-out (each trial picks
+its session's weights; see :func:`per_session_weights`).
 """
 from __future__ import annotations
 
@@ -47,22 +48,21 @@ class NDT1Stitch(nn.Module):
         nn.init.normal_(self.session_embedding.weight, std=0.02)
 
     def latents(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        """(B, T, max N_in) padded counts, (B,) session ids -> (B, T, D) shared latents."""
-        tokens = spikes.new_zeros(*spikes.shape[:2], self.session_embedding.embedding_dim)
-        for s in session.unique().tolist():
-            rows = session == s
-            tokens[rows] = self.read_in[s](spikes[rows, :, : self.n_inputs[s]])
+        """(B, T, max N_in) padded counts, (B,) session ids -> (B, T, D) shared latents.
+
+        ``spikes`` may be narrower than max N_in (e.g. one session's units only): it is zero-padded.
+        """
+        weight, bias = per_session_weights(self.read_in, session)  # (B, D, max N_in), (B, D)
+        spikes = nn.functional.pad(spikes, (0, weight.shape[2] - spikes.shape[2]))
+        tokens = torch.einsum("btn,bdn->btd", spikes, weight) + bias[:, None, :]  # trial b uses its session's read-in
         tokens = tokens + self.session_embedding(session)[:, None, :]
         return self.core(tokens, causal=causal)
 
     def forward(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False) -> torch.Tensor:
         """(B, T, max N_in), (B,) -> (B, T, max N_out) log-rates; padded units get log-rate 0."""
         latents = self.latents(spikes, session, causal)
-        log_rates = latents.new_zeros(*latents.shape[:2], max(self.n_outputs))
-        for s in session.unique().tolist():
-            rows = session == s
-            log_rates[rows, :, : self.n_outputs[s]] = self.read_out[s](latents[rows]).to(log_rates.dtype)
-        return log_rates
+        weight, bias = per_session_weights(self.read_out, session)  # (B, max N_out, D), (B, max N_out)
+        return torch.einsum("btd,bnd->btn", latents, weight) + bias[:, None, :]
 
     def unit_embeddings(self, s: int, layer: str = "read_out") -> torch.Tensor:
         """One D-dim vector per unit of session s, from its read-out (N_out[s], D) or read-in (N_in[s], D).
@@ -85,6 +85,22 @@ class NDT1Stitch(nn.Module):
         """(B, max N_out) bool: True for the outputs that are also inputs (masked-bin targets)."""
         sizes = torch.tensor(self.n_inputs, device=session.device)[session]
         return torch.arange(max(self.n_outputs), device=session.device)[None, :] < sizes[:, None]
+
+
+def per_session_weights(layers: nn.ModuleList, session: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each trial's own copy of its session's linear layer, zero-padded to the widest session.
+
+    Returns weight (B, max out, max in) and bias (B, max out). Selecting weights per trial (rather than
+    slicing out each session's trials) keeps every shape independent of the data, so one batch of
+    mixed sessions is a few batched matmuls on any device and in any precision; the zero padding
+    means padded inputs are ignored and padded outputs are exactly 0.
+    """
+    n_out = max(layer.out_features for layer in layers)
+    n_in = max(layer.in_features for layer in layers)
+    weights = torch.stack([nn.functional.pad(layer.weight, (0, n_in - layer.in_features, 0, n_out - layer.out_features))
+                           for layer in layers])  # (S, max out, max in)
+    biases = torch.stack([nn.functional.pad(layer.bias, (0, n_out - layer.out_features)) for layer in layers])
+    return weights[session], biases[session]
 
 
 def swap_session_parts(model: NDT1Stitch, source: int, target: int) -> None:
