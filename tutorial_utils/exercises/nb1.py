@@ -8,7 +8,11 @@ from .. import metrics
 from ..masking import mask_time_bins
 from ..models.ndt1 import sinusoidal_positional_encoding
 from ..objectives import masked_poisson_loss
-from .core import ExerciseError, expect as _expect, run_check
+from .core import SECOND_DEVICE, ExerciseError, expect as _expect, expect_on_device, on_second_device, run_check
+
+_DEVICE_ADVICE = ("Create new tensors where the inputs live, e.g. torch.zeros(..., device=spikes.device), and "
+                  "move random numbers drawn with the (CPU) generator: torch.rand(..., generator=generator)"
+                  ".to(spikes.device).")
 
 
 # --- Exercise: masking time bins --------------------------------------------------------------
@@ -42,6 +46,15 @@ def check_mask_time_bins(fn):
         again = fn(spikes, 0.2, torch.Generator().manual_seed(0))[1]
         _expect(torch.equal(mask, again), "the same generator seed gave different masks; "
                 "draw the random numbers with the `generator` argument.")
+        # During training, spikes live on the GPU while the generator stays on the CPU.
+        result = on_second_device(fn, (spikes.to(SECOND_DEVICE), 0.2, torch.Generator().manual_seed(0)),
+                                  "Your mask (or its random numbers) is created on the CPU but spikes live on "
+                                  "the GPU ('meta' in this check, 'cuda' on Colab): pass device=spikes.device "
+                                  "when you create it, and move the generator's random numbers with "
+                                  ".to(spikes.device).")
+        if result is not None:
+            expect_on_device(result[0], "masked_spikes", _DEVICE_ADVICE)
+            expect_on_device(result[1], "the mask", "Pass device=spikes.device when you create it.")
 
     return run_check("Exercise 1 (mask_time_bins)", fn, mask_time_bins, check)
 
@@ -62,6 +75,9 @@ def check_masked_poisson_loss(fn):
                 f"{tuple(got.shape) if torch.is_tensor(got) else ''}.")
         want = masked_poisson_loss(log_rates, spikes, mask)
         if torch.isclose(got, want, rtol=1e-4, atol=1e-5):
+            loss = on_second_device(fn, tuple(t.to(SECOND_DEVICE) for t in (log_rates, spikes, mask)),
+                                    _DEVICE_ADVICE.replace("spikes.device", "log_rates.device"))
+            expect_on_device(loss, "the loss", "Build it only from the input tensors.")
             return
         everywhere = masked_poisson_loss(log_rates, spikes, torch.ones_like(mask))
         nll = torch.exp(log_rates) - spikes * log_rates

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .. import metrics
-from .core import ExerciseError, expect as _expect, run_check
+from .core import SECOND_DEVICE, ExerciseError, expect as _expect, expect_on_device, on_second_device, run_check
 
 
 # --- Notebook 2: stacking sessions ------------------------------------------------------------
@@ -27,6 +27,10 @@ def check_stack_sessions(fn):
         _expect(bool((spikes[:2, :, 3] == 0).all()), "pad the narrower session with zeros on the *unit* axis (last).")
         _expect(torch.equal(spikes.float(), stack_sessions([a, b])[0]), "values differ from the reference: "
                 "concatenate the sessions' trials in order, each padded to the widest unit count.")
+        advice = "Create new tensors on the sessions' device (device=sessions[0].device), or pad with torch.nn.functional.pad."
+        result = on_second_device(fn, ([a.to(SECOND_DEVICE), b.to(SECOND_DEVICE)],), advice)
+        if result is not None:
+            expect_on_device(result[0], "the stacked spikes", advice)
 
     return run_check("Exercise 1 (stack_sessions)", fn, stack_sessions, check)
 
@@ -67,5 +71,11 @@ def check_swap_session_parts(fn):
                 "session 0's read-in weight should be session 1's first 3 columns (units laid on in order).")
         _expect(torch.equal(model.read_in[0].bias, reference.read_in[0].bias), "copy the read-in bias too.")
         _expect(torch.equal(model.read_in[1].weight, reference.read_in[1].weight), "leave the source session as it was.")
+        on_gpu = copy.deepcopy(model).to(SECOND_DEVICE)
+        advice = ("Change the parameters in place (.zero_(), .copy_(), slice assignment under torch.no_grad()) "
+                  "instead of assigning new CPU tensors to them.")
+        on_second_device(fn, (on_gpu, 1, 0), advice)
+        for name, parameter in on_gpu.named_parameters():
+            expect_on_device(parameter, f"after your function, the parameter {name}", advice)
 
     return run_check("Exercise 3 (swap_session_parts)", fn, swap_session_parts, check)
