@@ -14,8 +14,14 @@ import torch
 from .data.counts import as_counts
 from .models import NDT1
 from .objectives import MaskedAutoencoding
-from .runtime import Profile, get_profile
+from .runtime import Profile, get_profile, global_random_state_kept
 from .training import History, predict_hidden_bins, train
+
+
+# NDT1's recipe sets the latent width to the number of neurons, but its layer norms act across
+# that width: over a handful of dimensions they erase most of what a token says, and with one
+# neuron everything (constant predictions). Small recordings get a linear read-in to this width.
+MIN_D_MODEL = 16
 
 
 @dataclass
@@ -55,10 +61,13 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
         val_spikes: optional held-out trials with the same neurons, for early stopping; when
             omitted, the last 10% of the training trials are held out for it.
         profile: "quick" or "full" (see runtime.py) sets the training length.
-        seed: makes the run reproducible (exactly, on CPU).
+        seed: makes the run reproducible (exactly, on CPU); the caller's global random state is
+            left as it was.
+    The latent width is the number of neurons, as in NDT1, but at least ``MIN_D_MODEL`` (so a
+    recording of a few units, even one, gets real predictions).
     Raises:
-        ValueError: for a wrong shape, NaN/inf, negative or fractional counts, or a neuron-count
-            mismatch between train and val.
+        ValueError: for a wrong shape, NaN/inf, negative, fractional, complex or absurdly large
+            counts, or a neuron-count mismatch between train and val.
     """
     train_spikes = as_counts(train_spikes, "train_spikes")
     n_neurons = train_spikes.shape[2]
@@ -73,14 +82,15 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     n_bins = train_spikes.shape[1]
-    torch.manual_seed(seed)  # the initial weights
-    model = NDT1(n_neurons, n_bins)
-    history = train(
-        model, (train_spikes,), (val_spikes,) if val_spikes is not None else None,
-        MaskedAutoencoding(mask_ratio), epochs=profile.ndt1_epochs, batch_size=profile.batch_size,
-        patience=profile.ndt1_patience if val_spikes is not None else None, seed=seed,
-        progress=progress, desc="fit_ndt1",
-    )
+    with global_random_state_kept():  # seeding below must not change the caller's random numbers
+        torch.manual_seed(seed)  # the initial weights
+        model = NDT1(n_neurons, n_bins, d_model=max(n_neurons, MIN_D_MODEL))
+        history = train(
+            model, (train_spikes,), (val_spikes,) if val_spikes is not None else None,
+            MaskedAutoencoding(mask_ratio), epochs=profile.ndt1_epochs, batch_size=profile.batch_size,
+            patience=profile.ndt1_patience if val_spikes is not None else None, seed=seed,
+            progress=progress, desc="fit_ndt1",
+        )
     return FittedNDT1(model=model, history=history, n_neurons=n_neurons, n_bins=n_bins)
 
 
@@ -105,14 +115,14 @@ class FittedStitch:
     def predict_rates(self, spikes, session: int) -> np.ndarray:
         """Rates (counts per bin) of all of session ``session``'s units, (trials, time bins, N_out[s]).
 
-        ``spikes`` holds that session's input units (extra columns, e.g. held-out units, are ignored).
+        ``spikes`` holds that session's input units first; extra columns (e.g. held-out units) are
+        ignored and may hold anything, NaN included.
         """
+        session = self._session_index(session)
         n_in = self.model.n_inputs[session]
-        spikes = as_counts(spikes, "spikes")
-        if spikes.shape[2] < n_in:
-            raise ValueError(f"spikes: session {session} has {n_in} input units, got {spikes.shape[2]}")
-        ids = torch.full((spikes.shape[0],), session, dtype=torch.long)
-        rates = predict_hidden_bins(self.model, spikes[:, :, :n_in], ids).exp()
+        spikes = as_counts(spikes, "spikes", first_units=n_in)
+        ids = torch.full((spikes.shape[0],), session, dtype=torch.long, device=spikes.device)
+        rates = predict_hidden_bins(self.model, spikes, ids).exp()
         return rates[:, :, : self.model.n_outputs[session]].numpy()
 
     def refit_read_in(self, session: int, train_spikes, val_spikes, *, epochs: int, batch_size: int = 8,
@@ -125,17 +135,32 @@ class FittedStitch:
         from .models import trainable_only
         from .objectives import StitchedMaskedAutoencoding
 
+        session = self._session_index(session)
+        epochs = _positive_int(epochs, "epochs")
         n_out = self.model.n_outputs[session]
         train_spikes = as_counts(train_spikes, "train_spikes", n_neurons=n_out)
         val_spikes = as_counts(val_spikes, "val_spikes", n_neurons=n_out)
         trainable_only(self.model, session)
         try:
             batch = lambda x: _stitch_batch([x], [session], self.model.n_inputs, self.model.n_outputs)
-            return train(self.model, batch(train_spikes), batch(val_spikes), StitchedMaskedAutoencoding(0.2),
-                         epochs=epochs, batch_size=batch_size, seed=seed, progress=progress, desc="re-fit read-in")
+            with global_random_state_kept():
+                return train(self.model, batch(train_spikes), batch(val_spikes), StitchedMaskedAutoencoding(0.2),
+                             epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
+                             desc="re-fit read-in")
         finally:
             for parameter in self.model.parameters():
                 parameter.requires_grad_(True)
+
+    def _session_index(self, session) -> int:
+        """``session`` as a valid index into the model's sessions, or a ValueError that says why not."""
+        n_sessions = len(self.model.n_inputs)
+        if isinstance(session, (bool, np.bool_)) or not isinstance(session, (int, np.integer)):
+            raise ValueError(f"session must be a whole-number index between 0 and {n_sessions - 1} "
+                             f"(sessions in the order given to fit_ndt1_stitch), got {session!r}")
+        if not 0 <= session < n_sessions:
+            raise ValueError(f"session {session} does not exist: this model has {n_sessions} session(s), "
+                             f"numbered 0 to {n_sessions - 1} ({', '.join(self.model.session_names)})")
+        return int(session)
 
 
 def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n_heldout: list[int] | None = None,
@@ -149,12 +174,20 @@ def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n
             10% of each session's trials are held out.
         n_heldout: per session, how many of its *last* units are never given as input, only
             predicted (NLB's held-out units, for co-smoothing); default 0.
-        profile, seed: as in :func:`fit_ndt1`; ``epochs`` overrides the profile's stitch_epochs.
+        profile, seed: as in :func:`fit_ndt1`; ``epochs`` (a positive whole number) overrides the
+            profile's stitch_epochs; None keeps the profile's.
         d_model, lr: width of the shared latent space, and the peak learning rate.
+    Raises:
+        ValueError: for no sessions, bad counts (see :func:`fit_ndt1`), sessions of different
+            lengths, val sessions that do not match their train sessions, or a bad n_heldout/epochs.
     """
     from .models import NDT1Stitch
     from .objectives import StitchedMaskedAutoencoding
 
+    if isinstance(train_sessions, (np.ndarray, torch.Tensor)) or len(train_sessions) == 0:
+        raise ValueError("train_sessions: expected a non-empty list of count arrays, one (trials, time bins, units) "
+                         f"array per session; got {_describe(train_sessions)}")
+    epochs = None if epochs is None else _positive_int(epochs, "epochs")
     train_sessions = [as_counts(s, f"train_sessions[{i}]") for i, s in enumerate(train_sessions)]
     if val_sessions is None:
         cut = [max(1, s.shape[0] // 10) for s in train_sessions]
@@ -164,20 +197,53 @@ def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n
         raise ValueError(f"got {len(train_sessions)} train sessions but {len(val_sessions)} val sessions")
     val_sessions = [as_counts(v, f"val_sessions[{i}]", n_neurons=t.shape[2])
                     for i, (t, v) in enumerate(zip(train_sessions, val_sessions))]
+    for i, (t, v) in enumerate(zip(train_sessions, val_sessions)):
+        if v.shape[1] != t.shape[1]:
+            raise ValueError(f"val_sessions[{i}] has {v.shape[1]} time bins but train_sessions[{i}] has "
+                             f"{t.shape[1]}; use trials of the same length (cut them to a common window)")
     n_outputs = [s.shape[2] for s in train_sessions]
-    n_heldout = list(n_heldout) if n_heldout is not None else [0] * len(n_outputs)
-    if len(n_heldout) != len(n_outputs) or any(not 0 <= h < n for h, n in zip(n_heldout, n_outputs)):
-        raise ValueError(f"n_heldout must give, per session, a count between 0 and its units - 1; got {n_heldout} "
-                         f"for sessions with {n_outputs} units")
+    n_heldout = _heldout_counts(n_heldout, n_outputs)
     n_inputs = [n - h for n, h in zip(n_outputs, n_heldout)]
 
     def batches(sessions):
         return _stitch_batch(sessions, list(range(len(sessions))), n_inputs, n_outputs)
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    torch.manual_seed(seed)
-    model = NDT1Stitch(n_inputs, train_sessions[0].shape[1], n_outputs=n_outputs, d_model=d_model)
-    history = train(model, batches(train_sessions), batches(val_sessions), StitchedMaskedAutoencoding(0.2),
-                    epochs=epochs or profile.stitch_epochs, batch_size=profile.stitch_batch_size, lr=lr,
-                    patience=profile.ndt1_patience, seed=seed, progress=progress, desc="fit_ndt1_stitch")
+    with global_random_state_kept():  # seeding below must not change the caller's random numbers
+        torch.manual_seed(seed)
+        model = NDT1Stitch(n_inputs, train_sessions[0].shape[1], n_outputs=n_outputs, d_model=d_model)
+        history = train(model, batches(train_sessions), batches(val_sessions), StitchedMaskedAutoencoding(0.2),
+                        epochs=profile.stitch_epochs if epochs is None else epochs,
+                        batch_size=profile.stitch_batch_size, lr=lr, patience=profile.ndt1_patience, seed=seed,
+                        progress=progress, desc="fit_ndt1_stitch")
     return FittedStitch(model=model, history=history)
+
+
+def _describe(value) -> str:
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)[:80]
+
+
+def _positive_int(value, name: str) -> int:
+    """``value`` as an int >= 1, or a ValueError that says what was expected."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def _heldout_counts(n_heldout, n_units: list[int]) -> list[int]:
+    """Validated per-session held-out unit counts (default: none held out)."""
+    if n_heldout is None:
+        return [0] * len(n_units)
+    expected = (f"n_heldout: expected a list with one whole number per session ({len(n_units)} sessions), "
+                f"each between 0 and that session's units - 1 (units: {n_units})")
+    if isinstance(n_heldout, (str, bytes)) or not hasattr(n_heldout, "__len__") or np.ndim(n_heldout) != 1:
+        raise ValueError(f"{expected}; got {n_heldout!r}"
+                         + (f". For the same count everywhere pass [{n_heldout!r}] * {len(n_units)}"
+                            if np.ndim(n_heldout) == 0 else ""))
+    counts = list(n_heldout)
+    if len(counts) != len(n_units) or any(
+            isinstance(h, (bool, np.bool_)) or not isinstance(h, (int, np.integer)) or not 0 <= h < n
+            for h, n in zip(counts, n_units)):
+        raise ValueError(f"{expected}; got {counts}")
+    return [int(h) for h in counts]
