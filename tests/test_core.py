@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tutorial_utils import metrics
+from tutorial_utils.batches import Batch
 from tutorial_utils.data import as_counts, make_lorenz_dataset
 from tutorial_utils.masking import mask_time_bins
 from tutorial_utils.models import NDT1, causal_attention_mask, sinusoidal_positional_encoding
@@ -85,7 +86,7 @@ def test_masked_autoencoding_hides_the_scored_bins_from_the_model():
             return torch.zeros_like(x)
 
     spikes = torch.ones(2, 10, 3)
-    MaskedAutoencoding(0.3)(Spy(), (spikes,), torch.Generator().manual_seed(0))
+    MaskedAutoencoding(0.3)(Spy(), Batch(spikes), torch.Generator().manual_seed(0))
     assert int((seen["input"].sum(-1) == 0).sum()) == 2 * 3
 
 

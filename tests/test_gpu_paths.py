@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from tutorial_utils.batches import Batch
 from tutorial_utils import metrics
 from tutorial_utils.data.sessions import stack_sessions
 from tutorial_utils.exercises import nb1, nb2
@@ -35,13 +36,14 @@ def _counts(*shape, seed=0):
 
 def _ndt1_case():
     spikes = _counts(12, 10, 6)
-    return NDT1(6, 10), (spikes,), MaskedAutoencoding(0.2)
+    return NDT1(6, 10), Batch(spikes), MaskedAutoencoding(0.2)
 
 
 def _stitch_case():
     spikes, session = stack_sessions([_counts(6, 10, 3, seed=1), _counts(6, 10, 5, seed=2)])
     targets = torch.nn.functional.pad(spikes, (0, 2))  # session 1 has 2 held-out units (outputs only)
-    return NDT1Stitch([3, 5], 10, n_outputs=[4, 7], d_model=8, n_heads=2), (spikes, targets, session), \
+    return NDT1Stitch([3, 5], 10, n_outputs=[4, 7], d_model=8, n_heads=2), \
+        Batch(spikes, targets=targets, session=session), \
         StitchedMaskedAutoencoding(0.2)
 
 
@@ -77,7 +79,7 @@ def test_one_training_step_under_cpu_bfloat16_autocast(case):
     model, data, objective = CASES[case]()
     before = copy.deepcopy(model.state_dict())
     recording = _Recording(objective)
-    history = train(model, data, data, recording, epochs=1, batch_size=len(data[0]), device="cpu",
+    history = train(model, data, data, recording, epochs=1, batch_size=len(data), device="cpu",
                     progress=False, autocast_dtype="bfloat16")
     assert recording.seen and all(on and dtype == torch.bfloat16 for on, dtype in recording.seen)
     assert np.isfinite(history.train_loss[0]) and np.isfinite(history.val_loss[0])
@@ -90,13 +92,13 @@ def test_environment_forces_autocast_for_training_and_prediction(case, monkeypat
     torch.manual_seed(0)
     model, data, objective = CASES[case]()
     recording = _Recording(objective)
-    train(model, data, None, recording, epochs=1, batch_size=len(data[0]), device="cpu", progress=False)
+    train(model, data, None, recording, epochs=1, batch_size=len(data), device="cpu", progress=False)
     assert recording.seen and all(on for on, _ in recording.seen)
 
     seen = []
     _watch_precision(model, seen)
-    extra = data[2:]  # the session ids of a stitched model
-    rates = predict_hidden_bins(model, data[0], *extra)
+    extra = (data.session,) if data.session is not None else ()  # the session ids of a stitched model
+    rates = predict_hidden_bins(model, data.spikes, *extra)
     assert seen and all(on and dtype == torch.bfloat16 for on, dtype in seen)
     assert rates.dtype == torch.float32 and torch.isfinite(rates).all()
 
@@ -124,9 +126,10 @@ def test_autocast_choice(monkeypatch):
 def test_model_and_objective_run_on_meta_tensors(case, causal):
     model, data, objective = CASES[case]()
     model.to(META)
-    data = tuple(t.to(META) for t in data)
-    output = model(data[0], *data[2:], causal=causal)
-    assert output.device == META and output.shape[:2] == data[0].shape[:2]
+    data = data.to(META)
+    extra = (data.session,) if data.session is not None else ()
+    output = model(data.spikes, *extra, causal=causal)
+    assert output.device == META and output.shape[:2] == data.spikes.shape[:2]
     loss = objective(model, data, torch.Generator().manual_seed(0))
     assert loss.device == META and loss.dim() == 0
     loss.backward()

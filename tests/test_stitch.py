@@ -5,6 +5,7 @@ import torch
 
 import tutorial_utils
 from tutorial_utils import metrics
+from tutorial_utils.batches import Batch
 from tutorial_utils.exercises import nb2 as exercises
 from tutorial_utils.data import make_lorenz_dataset
 from tutorial_utils.data.sessions import stack_sessions
@@ -44,7 +45,8 @@ def test_stitched_objective_scores_heldout_units_everywhere_and_never_padding():
         return log_rates.sum() * 0
 
     inputs = torch.ones(1, 10, 2)
-    StitchedMaskedAutoencoding(0.2, loss_fn=loss_fn)(model, (inputs, torch.ones(1, 10, 3), torch.zeros(1, dtype=torch.long)))
+    batch = Batch(inputs, targets=torch.ones(1, 10, 3), session=torch.zeros(1, dtype=torch.long))
+    StitchedMaskedAutoencoding(0.2, loss_fn=loss_fn)(model, batch)
     scored = captured["scored"][0]  # (T, N_out)
     assert scored[:, 2].all()  # the held-out unit, on every bin
     assert scored[:, 0].sum() == 2 and torch.equal(scored[:, 0], scored[:, 1])  # inputs: masked bins only

@@ -5,6 +5,7 @@ import torch
 
 import tutorial_utils
 from tutorial_utils import metrics
+from tutorial_utils.batches import Batch
 from tutorial_utils.data import make_lorenz_dataset
 from tutorial_utils.models import NDT1
 from tutorial_utils.objectives import MaskedAutoencoding
@@ -17,7 +18,7 @@ def _run(seed):
     spikes = torch.as_tensor(data.spikes)
     torch.manual_seed(seed)
     model = NDT1(data.n_neurons, data.n_bins)
-    return train(model, (spikes[:40],), (spikes[40:],), MaskedAutoencoding(), epochs=3, batch_size=16,
+    return train(model, Batch(spikes[:40]), Batch(spikes[40:]), MaskedAutoencoding(), epochs=3, batch_size=16,
                  seed=seed, device="cpu", progress=False)
 
 
@@ -32,11 +33,11 @@ def test_early_stopping_restores_the_best_weights():
     spikes = torch.as_tensor(data.spikes)
     model = NDT1(data.n_neurons, data.n_bins)
     # an absurd learning rate makes validation worse after the first epochs
-    history = train(model, (spikes[:30],), (spikes[30:],), MaskedAutoencoding(), epochs=30, batch_size=8,
+    history = train(model, Batch(spikes[:30]), Batch(spikes[30:]), MaskedAutoencoding(), epochs=30, batch_size=8,
                     lr=0.5, patience=3, device="cpu", progress=False)
     assert len(history.val_loss) < 30  # stopped early
     from tutorial_utils.training import evaluate_objective
-    restored = evaluate_objective(model, MaskedAutoencoding(), (spikes[30:],), 8)
+    restored = evaluate_objective(model, MaskedAutoencoding(), Batch(spikes[30:]), 8)["total"]
     assert restored == pytest.approx(history.best_val_loss, rel=1e-5)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .batches import Batch
 from .data.counts import as_counts
 from .models import NDT1
 from .objectives import MaskedAutoencoding
@@ -86,7 +87,7 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
         torch.manual_seed(seed)  # the initial weights
         model = NDT1(n_neurons, n_bins, d_model=max(n_neurons, MIN_D_MODEL))
         history = train(
-            model, (train_spikes,), (val_spikes,) if val_spikes is not None else None,
+            model, Batch(train_spikes), Batch(val_spikes) if val_spikes is not None else None,
             MaskedAutoencoding(mask_ratio), epochs=profile.ndt1_epochs, batch_size=profile.batch_size,
             patience=profile.ndt1_patience if val_spikes is not None else None, seed=seed,
             progress=progress, desc="fit_ndt1",
@@ -95,14 +96,14 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
 
 
 def _stitch_batch(sessions: list, session_ids: list[int], n_inputs: list[int], n_outputs: list[int]):
-    """Padded (inputs, targets, session) tensors for the sessions ``session_ids`` of a stitched model."""
+    """A :class:`Batch` of padded inputs, targets and session ids for sessions ``session_ids`` of a stitched model."""
     from .data.sessions import stack_sessions
 
     targets, position = stack_sessions(sessions)
     inputs, _ = stack_sessions([s[:, :, : n_inputs[i]] for s, i in zip(sessions, session_ids)])
     pad = max(n_outputs) - targets.shape[2]  # the model's outputs span its widest session
     targets = torch.nn.functional.pad(targets, (0, pad))
-    return inputs, targets, torch.as_tensor(session_ids)[position]
+    return Batch(inputs, targets=targets, session=torch.as_tensor(session_ids)[position])
 
 
 @dataclass

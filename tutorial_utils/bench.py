@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def bench_nb1(profile_name: str | None = None, seed: int = 0) -> dict:
     """Notebook 1's pipeline, end to end: Lorenz data, NDT1 training, held-out scores."""
+    from .batches import Batch
     from .data import make_lorenz_dataset
     from .models import NDT1
     from .objectives import MaskedAutoencoding
@@ -39,7 +40,7 @@ def bench_nb1(profile_name: str | None = None, seed: int = 0) -> dict:
     spikes = torch.as_tensor(lorenz.spikes)
 
     model = NDT1(lorenz.n_neurons, lorenz.n_bins, n_layers=2, dropout=0.1)
-    history = train(model, (spikes[train_idx],), (spikes[val_idx],), MaskedAutoencoding(0.2),
+    history = train(model, Batch(spikes[train_idx]), Batch(spikes[val_idx]), MaskedAutoencoding(0.2),
                     epochs=profile.ndt1_epochs, patience=profile.ndt1_patience, batch_size=profile.batch_size,
                     lr=3e-3, seed=seed, device=device, desc=f"bench nb1 ({profile.name})")
     rates = predict_hidden_bins(model, spikes[test_idx]).exp()

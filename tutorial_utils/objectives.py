@@ -36,7 +36,7 @@ class MaskedAutoencoding:
 
     ``mask_fn`` and ``loss_fn`` are swappable so the notebooks can plug in the learner's own.
     Call signature is the one ``training.train`` expects: ``objective(model, batch, generator)``
-    with ``batch = (spikes,)`` or ``(spikes, *anything_else)``.
+    with ``batch`` a :class:`~tutorial_utils.batches.Batch` (only ``batch.spikes`` is used).
     """
 
     def __init__(self, mask_ratio: float = 0.2, mask_fn=mask_time_bins, loss_fn=masked_poisson_loss):
@@ -45,7 +45,7 @@ class MaskedAutoencoding:
         self.loss_fn = loss_fn
 
     def __call__(self, model, batch, generator: torch.Generator | None = None) -> torch.Tensor:
-        spikes = batch[0]
+        spikes = batch.spikes
         masked_spikes, mask = self.mask_fn(spikes, self.mask_ratio, generator)
         return self.loss_fn(model(masked_spikes), spikes, mask)
 
@@ -53,14 +53,14 @@ class MaskedAutoencoding:
 class StitchedMaskedAutoencoding(MaskedAutoencoding):
     """Masked autoencoding for NDT1-stitch on padded multi-session batches.
 
-    ``batch = (inputs (B, T, max N_in), targets (B, T, max N_out), session (B,))``. Input units are
+    ``batch``: ``spikes`` (B, T, max N_in) inputs, ``targets`` (B, T, max N_out), ``session`` (B,). Input units are
     scored on the masked bins, as above; output units that are never inputs (NLB's held-out
     units) are scored on every bin, which teaches the model to predict them from the others
     (co-smoothing); padding is never scored.
     """
 
     def __call__(self, model, batch, generator: torch.Generator | None = None) -> torch.Tensor:
-        inputs, targets, session = batch
+        inputs, targets, session = batch.spikes, batch.target_counts, batch.session
         masked_inputs, mask = self.mask_fn(inputs, self.mask_ratio, generator)  # mask: (B, T)
         is_input = model.input_mask(session)[:, None, :]  # (B, 1, N_out)
         exists = model.output_mask(session)[:, None, :]

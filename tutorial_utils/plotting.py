@@ -50,15 +50,24 @@ def plot_positional_encoding(encoding):
     return fig
 
 
-def plot_loss_history(history, title: str = "training"):
-    """Train and validation loss per epoch, with the restored best epoch marked."""
-    fig, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
-    ax.plot(history.train_loss, label="train")
-    if history.val_loss:
-        ax.plot(history.val_loss, label="validation")
-        ax.axvline(history.best_epoch, color="grey", ls=":", label=f"best epoch ({history.best_epoch})")
-    ax.set(title=title, xlabel="epoch", ylabel="masked Poisson NLL")
-    ax.legend()
+def plot_loss_history(history, title: str = "training", ylabel: str = "masked Poisson NLL"):
+    """Train and validation loss per epoch, with the restored best epoch marked.
+
+    When the objective returned several named losses (``history.train_parts``), each gets its own
+    panel after the optimised total.
+    """
+    panels = [("total" if history.train_parts else ylabel, history.train_loss, history.val_loss)]
+    panels += [(name, values, history.val_parts.get(name, [])) for name, values in history.train_parts.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 if len(panels) == 1 else 4 * len(panels), 3),
+                             squeeze=False, constrained_layout=True)
+    for ax, (name, train_values, val_values) in zip(axes[0], panels):
+        ax.plot(train_values, label="train")
+        if val_values:
+            ax.plot(val_values, label="validation")
+            ax.axvline(history.best_epoch, color="grey", ls=":", label=f"best epoch ({history.best_epoch})")
+        ax.set(xlabel="epoch", ylabel=name)
+    axes[0][0].legend()
+    fig.suptitle(title)
     return fig
 
 

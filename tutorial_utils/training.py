@@ -6,8 +6,9 @@ shows a progress bar, validates every epoch, stops early when validation stops i
 restores the best weights, and returns the loss history.
 
 What is optimised is a separate *objective*: a callable ``objective(model, batch, generator)``
-returning a scalar loss (see objectives.py), so the same loop trains masked autoencoders,
-stitched models and decoders.
+taking a named :class:`~tutorial_utils.batches.Batch` and returning a scalar loss, or a dict of
+named losses whose ``"total"`` is optimised (e.g. Poisson + velocity; see objectives.py). The same
+loop trains masked autoencoders, stitched models and decoders, and records every named loss.
 """
 from __future__ import annotations
 
@@ -18,15 +19,22 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .batches import Batch, as_batch
 from .runtime import autocast, autocast_dtype as resolve_autocast_dtype, get_device, seed_everything
 
 
 @dataclass
 class History:
-    """Per-epoch losses of one training run."""
+    """Per-epoch losses of one training run.
+
+    ``train_loss``/``val_loss`` hold the optimised total; when the objective returns several named
+    losses, ``train_parts``/``val_parts`` hold each of them by name (e.g. "poisson", "velocity").
+    """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    train_parts: dict[str, list[float]] = field(default_factory=dict)
+    val_parts: dict[str, list[float]] = field(default_factory=dict)
     best_epoch: int = -1
     steps: int = 0
     seconds: float = 0.0
@@ -36,33 +44,49 @@ class History:
         return self.val_loss[self.best_epoch] if self.val_loss else float("nan")
 
 
-def iterate_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, generator: torch.Generator | None):
-    """Yield tuples of aligned batches; shuffled when a generator is given, in order otherwise."""
-    n = tensors[0].shape[0]
+def named_losses(output) -> dict[str, torch.Tensor]:
+    """An objective's output as a dict with a "total": a bare scalar is the total itself."""
+    if isinstance(output, dict):
+        if "total" not in output:
+            raise ValueError(f"an objective returning several losses must include the optimised 'total'; "
+                             f"got {sorted(output)}")
+        return output
+    return {"total": output}
+
+
+def iterate_batches(data: Batch, batch_size: int, generator: torch.Generator | None):
+    """Yield sub-batches of ``data``; shuffled when a generator is given, in order otherwise."""
+    n = len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    order = order.to(tensors[0].device)
+    order = order.to(data.spikes.device)
     for start in range(0, n, batch_size):
-        index = order[start:start + batch_size]
-        yield tuple(t[index] for t in tensors)
+        yield data[order[start:start + batch_size]]
 
 
-def evaluate_objective(model, objective, tensors, batch_size: int, seed: int = 12345) -> float:
-    """Mean objective over a dataset in eval mode, with a fixed mask seed so epochs are comparable."""
+def _record(parts: dict[str, list[float]], sums: dict[str, float], count: int) -> None:
+    for name, value in sums.items():
+        if name != "total":
+            parts.setdefault(name, []).append(value / count)
+
+
+def evaluate_objective(model, objective, data: Batch, batch_size: int, seed: int = 12345) -> dict[str, float]:
+    """Mean of each named loss over a dataset in eval mode, with a fixed mask seed so epochs are
+    comparable; the optimised one is ``["total"]``."""
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    total, count = 0.0, 0
+    sums, count = {}, 0
     with torch.no_grad():
-        for batch in iterate_batches(tensors, batch_size, None):
-            size = batch[0].shape[0]
-            total += float(objective(model, batch, generator)) * size
-            count += size
-    return total / count
+        for batch in iterate_batches(as_batch(data), batch_size, None):
+            for name, value in named_losses(objective(model, batch, generator)).items():
+                sums[name] = sums.get(name, 0.0) + float(value) * len(batch)
+            count += len(batch)
+    return {name: total / count for name, total in sums.items()}
 
 
 def train(
     model: torch.nn.Module,
-    train_data: tuple[torch.Tensor, ...],
-    val_data: tuple[torch.Tensor, ...] | None,
+    train_data: Batch,
+    val_data: Batch | None,
     objective,
     *,
     epochs: int = 100,
@@ -79,9 +103,9 @@ def train(
     """Train ``model`` in place with AdamW + cosine decay; return its :class:`History`.
 
     Args:
-        train_data, val_data: tuples of tensors with trials on dim 0, e.g. ``(spikes,)`` or
-            ``(spikes, velocity)``; ``val_data=None`` skips validation and early stopping.
-        objective: ``objective(model, batch, generator) -> loss`` (see objectives.py).
+        train_data, val_data: :class:`Batch` objects (a bare spike tensor is wrapped as ``Batch(spikes)``);
+            ``val_data=None`` skips validation and early stopping.
+        objective: ``objective(model, batch, generator) -> loss or {"total": loss, name: loss, ...}``.
         patience: stop after this many epochs without a better validation loss (None: never).
         seed: seeds weights' dropout, shuffling and masks, so a CPU run is exactly reproducible.
         autocast_dtype: reduced precision for the forward pass: a dtype, "off", or None for
@@ -90,8 +114,8 @@ def train(
     device = torch.device(device) if device is not None else get_device()
     generator = seed_everything(seed)
     model.to(device)
-    train_data = tuple(torch.as_tensor(t).to(device) for t in train_data)
-    val_data = tuple(torch.as_tensor(t).to(device) for t in val_data) if val_data is not None else None
+    train_data = as_batch(train_data).to(device)
+    val_data = as_batch(val_data).to(device) if val_data is not None else None
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -103,27 +127,32 @@ def train(
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=True)
     for epoch in bar:
         model.train()
-        epoch_loss, epoch_count = 0.0, 0
+        sums, epoch_count = {}, 0
         for batch in iterate_batches(train_data, batch_size, generator):
             with autocast(device, amp_dtype):
-                loss = objective(model, batch, generator)
+                losses = named_losses(objective(model, batch, generator))
+            loss = losses["total"]
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             scaler.step(optimizer)
             scaler.update()
-            epoch_loss += float(loss.detach()) * batch[0].shape[0]
-            epoch_count += batch[0].shape[0]
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(batch)
+            epoch_count += len(batch)
             history.steps += 1
         scheduler.step()
-        history.train_loss.append(epoch_loss / epoch_count)
+        history.train_loss.append(sums["total"] / epoch_count)
+        _record(history.train_parts, sums, epoch_count)
 
         if val_data is None:
             bar.set_postfix(train=f"{history.train_loss[-1]:.4f}")
             continue
         with autocast(device, amp_dtype):
-            history.val_loss.append(evaluate_objective(model, objective, val_data, batch_size))
+            val = evaluate_objective(model, objective, val_data, batch_size)
+        history.val_loss.append(val["total"])
+        _record(history.val_parts, val, 1)
         if history.best_epoch < 0 or history.val_loss[-1] < history.best_val_loss:
             history.best_epoch = epoch
             best_state = copy.deepcopy(model.state_dict())
@@ -149,10 +178,12 @@ def predict(model, spikes: torch.Tensor, *extra: torch.Tensor, method: str = "fo
     """
     model.eval()
     device = next(model.parameters()).device
+    inputs = (torch.as_tensor(spikes), *(torch.as_tensor(t) for t in extra))
     outputs = []
     with torch.no_grad(), autocast(device, resolve_autocast_dtype(device, autocast_dtype)):
-        for batch in iterate_batches((torch.as_tensor(spikes), *extra), batch_size, None):
-            outputs.append(getattr(model, method)(*(t.to(device) for t in batch), **kwargs).float().cpu())
+        for start in range(0, len(inputs[0]), batch_size):
+            chunk = (t[start:start + batch_size].to(device) for t in inputs)
+            outputs.append(getattr(model, method)(*chunk, **kwargs).float().cpu())
     return torch.cat(outputs)
 
 
