@@ -65,7 +65,7 @@ def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
     import copy
 
     from .api import fit_ndt1_stitch
-    from .data.mc_maze import evaluate_rates, load_mc_maze
+    from .data import evaluate_rates, load_mc_maze
     from .models import swap_session_parts
 
     profile = get_profile(profile_name)
@@ -104,10 +104,45 @@ def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
     }
 
 
-def bench_maze(profile_name: str | None = None) -> dict:
-    from .data.mc_maze import bench_mc_maze
+def bench_maze(profile_name: str | None = None, sessions=None, bin_ms: int = 5, data_dir=None) -> dict:
+    """The mc_maze data layer on the synthetic stand-in, end to end, and simple baselines.
 
-    return bench_mc_maze()
+    Uses a fresh temporary folder unless ``data_dir`` is given. Returns (and prints) one dict
+    per session: seconds to generate, first (processing) and cached load, MB on disk, and
+    co-bps / vel R2 / psth R2 / fp-bps (nlb_tools) for the true rates, the smoothing + Poisson
+    GLM baseline and the mean-rate baseline.
+    """
+    import tempfile
+
+    from .data import synthetic_maze
+    from .data.maze_catalogue import SESSIONS, dandi_paths, session_dir
+    from .data.mc_maze import load_mc_maze
+    from .data.nlb import evaluate_rates, heldout_bits_per_spike, mean_rate_baseline, smoothing_baseline
+
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(data_dir) if data_dir is not None else Path(scratch)
+        for name in sessions or SESSIONS:
+            folder = session_dir(name, synthetic=True, data_dir=root)
+            started = time.perf_counter()
+            synthetic_maze.generate_session(name, folder, *dandi_paths(name))
+            generated = time.perf_counter()
+            session = load_mc_maze(name, bin_ms, data_dir=root, synthetic=True)
+            first = time.perf_counter()
+            load_mc_maze(name, bin_ms, data_dir=root, synthetic=True)
+            cached = time.perf_counter()
+            row = {
+                "generate_s": round(generated - started, 2), "first_load_s": round(first - generated, 2),
+                "cached_load_s": round(cached - first, 3),
+                "disk_mb": round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6, 1),
+                "true_rates": evaluate_rates(session, **synthetic_maze.true_rates(session)),
+                "smoothing_glm": evaluate_rates(session, *smoothing_baseline(session)),
+                # co-bps only: nlb_tools' velocity decoder crawls on constant inputs.
+                "mean_rate": {"co-bps": heldout_bits_per_spike(session, mean_rate_baseline(session)[1])},
+            }
+            results[name] = row
+            print(f"{name} [{synthetic_maze.SYNTHETIC_LABEL}] {bin_ms} ms: {row}")
+    return results
 
 
 BENCHMARKS = {"nb1": bench_nb1, "nb2": bench_nb2, "maze": bench_maze}

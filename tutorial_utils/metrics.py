@@ -5,42 +5,44 @@ Arrays are (trials, time bins, neurons) or (trials, time bins, latent dims); num
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
 
 
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
-def poisson_log_likelihood(rates, spikes) -> float:
-    """Total Poisson log-likelihood of ``spikes`` under ``rates`` (counts per bin)."""
-    rates, spikes = _numpy(rates).astype(np.float64), _numpy(spikes).astype(np.float64)
-    rates = np.clip(rates, 1e-9, None)  # a zero rate with a spike would give -inf
-    return float(np.sum(spikes * np.log(rates) - rates - gammaln(spikes + 1)))
-
-
 def bits_per_spike(rates, spikes) -> float:
     """Information gained per spike over a constant-rate model, in bits (the NLB metric).
 
     (LL(rates) - LL(each neuron's mean rate)) / (number of spikes * ln 2). Zero means no better
-    than the mean rate; higher is better. Computed over all trials, bins and neurons together.
+    than the mean rate; higher is better. Computed over all trials, bins and neurons together,
+    by nlb_tools' own ``bits_per_spike`` (NaN spikes are ignored, as there).
     """
+    from nlb_tools.evaluation import bits_per_spike as nlb_bits_per_spike
+
+    rates = _numpy(rates).astype(np.float64)  # a copy: nlb_tools writes into zero rates
     spikes = _numpy(spikes).astype(np.float64)
-    null_rates = np.broadcast_to(spikes.mean(axis=(0, 1), keepdims=True), spikes.shape)
-    gain = poisson_log_likelihood(rates, spikes) - poisson_log_likelihood(null_rates, spikes)
-    return gain / (spikes.sum() * np.log(2))
+    if rates.shape != spikes.shape:
+        raise ValueError(f"rates {rates.shape} and spikes {spikes.shape} must have the same shape")
+    if not np.isfinite(rates).all() or (rates < 0).any():
+        raise ValueError("rates must be finite and >= 0 (expected counts per bin)")
+    return float(nlb_bits_per_spike(rates, spikes))
 
 
 def r2_score(predicted, target) -> float:
     """Coefficient of determination per output dimension, averaged (1 = perfect, 0 = the mean).
 
     Trials and time are pooled: the last axis indexes the dimensions (neurons, latents, ...).
+    scikit-learn's ``r2_score`` with uniform averaging over the outputs.
     """
-    predicted = _numpy(predicted).reshape(-1, _numpy(predicted).shape[-1]).astype(np.float64)
-    target = _numpy(target).reshape(-1, predicted.shape[-1]).astype(np.float64)
-    residual = ((target - predicted) ** 2).sum(axis=0)
-    total = ((target - target.mean(axis=0)) ** 2).sum(axis=0)
-    return float(np.mean(1.0 - residual / total))
+    from sklearn.metrics import r2_score as sklearn_r2_score
+
+    predicted = _numpy(predicted).astype(np.float64)
+    target = _numpy(target).astype(np.float64)
+    if predicted.shape != target.shape:
+        raise ValueError(f"predicted {predicted.shape} and target {target.shape} must have the same shape")
+    n_outputs = target.shape[-1]
+    return float(sklearn_r2_score(target.reshape(-1, n_outputs), predicted.reshape(-1, n_outputs)))
 
 
 def fit_linear_map(source, target, ridge: float = 1e-6) -> np.ndarray:

@@ -108,7 +108,7 @@ def plot_latents_3d(true_latents, aligned_latents, trials=range(8), r2: float | 
 def plot_maze_trials(session, trials=None, n_trials: int = 3):
     """Rasters of a few MC_Maze trials (PMd units above M1, in two colours) and their hand paths.
 
-    ``session`` is a :class:`tutorial_utils.data.mc_maze.MazeSession`; ``trials`` are indices into
+    ``session`` is a :class:`tutorial_utils.data.MazeSession`; ``trials`` are indices into
     it (default: the first ``n_trials`` train trials). Synthetic sessions say so in the title.
     """
     trials = list(session.trials("train")[:n_trials] if trials is None else trials)

@@ -1,8 +1,11 @@
 """Datasets of the course: every loader returns spike counts shaped (trials, time bins, neurons)."""
 from .counts import as_counts
+from .dandi import download_session
 from .lorenz import LorenzDataset, make_lorenz_dataset
-from .mc_maze import (MazeDataError, MazeDataUnavailable, MazeSession, download_session, evaluate_rates,
-                      load_mc_maze)
+from .maze_catalogue import MazeDataError, MazeDataUnavailable
+from .mc_maze import MazeSession, load_mc_maze
+from .nlb import evaluate_rates, mean_rate_baseline, smoothing_baseline
 
 __all__ = ["as_counts", "LorenzDataset", "make_lorenz_dataset", "MazeDataError", "MazeDataUnavailable",
-           "MazeSession", "download_session", "evaluate_rates", "load_mc_maze"]
+           "MazeSession", "download_session", "evaluate_rates", "load_mc_maze", "mean_rate_baseline",
+           "smoothing_baseline"]

@@ -33,6 +33,13 @@ mc_maze        600          150         182 (137 + 45)       2295 / 574, 182 uni
                                                              down here to keep generation fast)
 ============== ============ =========== ==================== ============================
 
+The files copy the real ones' layout, quirks included (tests compare them with a real file):
+unit ids name the array (1xxx PMd, 2xxx M1: array digit, two-digit channel, unit on that
+channel), ``units/electrodes`` holds the *per-array* channel number 0-95 for units of both
+arrays, the electrodes table lists the 96 PMd electrodes first (ids 1-192, x/y/z and impedance
+NaN), and a test file holds only each trial's window (-250 to +450 ms around movement onset),
+cut out and laid back to back with 100 ms gaps, with no behaviour and no held-out units.
+
 Ground truth (latents over the NLB window, unit weights, the lag) is saved next to the NWB files
 as ``ground_truth.npz``; :func:`true_rates` turns it into expected counts per bin.
 """
@@ -42,10 +49,12 @@ import os
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+
+from .maze_catalogue import MazeDataError
 
 LAG_MS = 100  # hand velocity follows the movement latents by this much
 WINDOW_MS = (-250, 650)  # ground truth covers NLB's window (-250, 450) plus 200 ms forward prediction
@@ -55,7 +64,9 @@ POOL_PER_AREA = 200  # the simulated monkey has this many PMd and this many M1 u
 LATENT_DIM = 9  # 4 preparatory + 4 movement + 1 condition-independent
 PREP, MOVE, CIS = slice(0, 4), slice(4, 8), slice(8, 9)
 SYNTHETIC_LABEL = "SYNTHETIC STAND-IN"
-GENERATOR_VERSION = 1  # bump when the model changes, so cached files are regenerated
+GENERATOR_VERSION = 2  # bump when the model or file layout changes, so cached files are regenerated
+TEST_GAP_MS = 100  # test files hold each trial's NLB window only, laid back to back with this gap
+NLB_WINDOW_MS = (-250, 450)
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,12 @@ class SessionSize:
     n_test: int
     n_heldin: int
     n_heldout: int
+    n_pmd: int | None = None  # units on the PMd array; None: half of them
+    n_heldin_pmd: int | None = None  # held-in units on the PMd array; None: drawn at random
 
 
 SESSION_SIZES = {
-    "mc_maze_small": SessionSize(100, 100, 107, 35),
+    "mc_maze_small": SessionSize(100, 100, 107, 35, n_pmd=72, n_heldin_pmd=52),  # as the real files
     "mc_maze_medium": SessionSize(250, 100, 112, 38),
     "mc_maze_large": SessionSize(500, 100, 120, 40),
     "mc_maze": SessionSize(600, 150, 137, 45),
@@ -255,11 +268,12 @@ def simulate_trials(n: int, units: np.ndarray, monkey: Monkey, rng: np.random.Ge
 
 # ---------------------------------------------------------------- NWB writing
 
-def _units_table(nwb, sim: SimulatedTrials, unit_area, heldout, rng):
+def _units_table(nwb, sim: SimulatedTrials, unit_ids, heldout):
     """The Units table, built column by column (adding units one at a time is ~50x slower).
 
-    Each unit sits on one random electrode of its area's array; spikes are observed only
-    inside trials (``obs_intervals``), as in the DANDI files.
+    As in the DANDI files: ``electrodes`` holds each unit's channel number on its own array
+    (0-95, for PMd and M1 units alike), and spikes are observed only inside trials
+    (``obs_intervals``).
     """
     from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
     from pynwb.misc import Units
@@ -273,52 +287,56 @@ def _units_table(nwb, sim: SimulatedTrials, unit_area, heldout, rng):
 
     n_units = len(sim.spike_times)
     intervals = np.stack([sim.trials["start_time"], sim.trials["stop_time"]], axis=1)
-    electrodes = rng.integers(96, size=n_units) + np.where(unit_area == "M1", 0, 96)
+    electrodes = np.asarray(unit_ids) % 1000 // 10 - 1  # channel 1-96 -> per-array row 0-95
     columns = (
-        ragged("spike_times", "the spike times for each unit", np.concatenate(sim.spike_times),
+        [VectorData(name="heldout", description="Whether the unit is held out in the benchmark",
+                    data=np.asarray(heldout, bool))]
+        + ragged("spike_times", "the spike times for each unit", np.concatenate(sim.spike_times),
                [len(times) for times in sim.spike_times])
         + ragged("obs_intervals", "the observation intervals for each unit",
                  np.tile(intervals, (n_units, 1)), [len(intervals)] * n_units)
         + ragged("electrodes", "the electrodes that each spike unit came from", electrodes,
                  [1] * n_units, region_of=nwb.electrodes)
-        + [VectorData(name="heldout", description="Whether the unit is held out in the benchmark",
-                      data=np.asarray(heldout, bool))]
     )
     return Units(name="units", description="data on spiking units [synthetic]",
-                 id=ElementIdentifiers(name="id", data=np.arange(n_units)), columns=columns,
+                 id=ElementIdentifiers(name="id", data=np.asarray(unit_ids, np.int64)), columns=columns,
                  electrode_table=nwb.electrodes)
 
 
-def _write_nwb(path: Path, sim: SimulatedTrials, unit_area: np.ndarray, heldout: np.ndarray,
+def _write_nwb(path: Path, sim: SimulatedTrials, unit_ids: np.ndarray, heldout: np.ndarray,
                split: np.ndarray, session: str, with_behavior: bool) -> None:
     """Write one NWB file laid out like the DANDI MC_Maze files (to a temp name, then rename)."""
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.behavior import SpatialSeries
+    from pynwb.file import Subject
 
     nwb = NWBFile(
         session_description=f"{SYNTHETIC_LABEL}: simulated delayed reaches (not real data), "
                             f"generated by tutorial_utils.data.synthetic_maze v{GENERATOR_VERSION}",
         identifier=str(uuid.UUID(int=zlib.crc32(str(path.name).encode()))),
-        session_start_time=datetime(2009, 9, 28, tzinfo=timezone.utc),
-        session_id=session, keywords=["synthetic", "Neural Latents Benchmark stand-in"],
+        session_start_time=datetime(2009, 9, 28, tzinfo=timezone(timedelta(hours=-7))),
+        session_id=session.split("_")[-1].replace("maze", "full"),  # "small", ... as on DANDI
+        keywords=["synthetic", "Neural Latents Benchmark stand-in"],
+        experiment_description=f"{SYNTHETIC_LABEL}: simulated center-out delayed reaching with maze barriers",
+        subject=Subject(subject_id="Jenkins", species="Macaca mulatta", sex="M"),  # a simulated Jenkins
     )
-    # Electrodes: two 96-channel "arrays", grouped and named like the DANDI files
-    # (electrode_group_M1 / electrode_group_PMd); a unit's area is its electrode's group.
+    # Electrodes: two 96-channel arrays, PMd first, grouped and named like the DANDI files.
     groups = {}
-    for area_name in ("M1", "PMd"):
+    for area_name, region in (("PMd", "Dorsal premotor cortex"), ("M1", "Primary motor cortex")):
         device = nwb.create_device(name=f"electrode_array_{area_name}",
-                                   description=f"simulated 96-electrode array in {area_name}")
+                                   description=f"simulated 96-electrode Utah array in {area_name}",
+                                   manufacturer="Blackrock Microsystems")
         groups[area_name] = nwb.create_electrode_group(
-            name=f"electrode_group_{area_name}", description=f"simulated array in {area_name}",
-            location=area_name, device=device)
+            name=f"electrode_group_{area_name}", description=f"simulated Utah array in {area_name}",
+            location=region, device=device)
     for index in range(192):
-        area_name = "M1" if index < 96 else "PMd"
-        nwb.add_electrode(x=0.0, y=0.0, z=0.0, imp=np.nan, location=area_name,
-                          filtering="none", group=groups[area_name])
+        area_name = "PMd" if index < 96 else "M1"
+        nwb.add_electrode(id=index + 1, x=np.nan, y=np.nan, z=np.nan, imp=np.nan, location=area_name,
+                          filtering="1000 Hz", group=groups[area_name])
     trial_info = sim.trials
     n_trials = len(trial_info["start_time"])
-    nwb.add_trial_column("split", "Trial split for the Neural Latents Benchmark")
     nwb.add_trial_column("move_onset_time", "Time of movement onset")
+    nwb.add_trial_column("split", "Trial split for the Neural Latents Benchmark")
     extra = [key for key in trial_info if key not in ("start_time", "stop_time", "move_onset_time")]
     if with_behavior:
         for key in extra:
@@ -329,7 +347,7 @@ def _write_nwb(path: Path, sim: SimulatedTrials, unit_area: np.ndarray, heldout:
         if with_behavior:
             row.update({key: trial_info[key][i] for key in extra})
         nwb.add_trial(**row)
-    nwb.units = _units_table(nwb, sim, unit_area, heldout, np.random.default_rng(zlib.crc32(path.name.encode())))
+    nwb.units = _units_table(nwb, sim, unit_ids, heldout)
     if with_behavior:
         behavior = nwb.create_processing_module("behavior", "Processed behavioral data")
         # NWBDataset takes column names from "columns=[...]" in the comments.
@@ -343,10 +361,40 @@ def _write_nwb(path: Path, sim: SimulatedTrials, unit_area: np.ndarray, heldout:
         behavior.add(TimeSeries(name="hand_vel", description="hand velocity (mm/s) [synthetic]",
                                 data=sim.hand_vel.astype(np.float32), unit="mm/s", **common))
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.stem + ".partial.nwb")
+    partial = path.with_name(f"{path.stem}.partial-{uuid.uuid4().hex[:8]}.nwb")  # unique per writer
     with NWBHDF5IO(str(partial), "w") as io:
         io.write(nwb)
     os.replace(partial, path)
+
+
+def make_unit_ids(area: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """NLB-style unit ids: array digit (1 PMd, 2 M1), channel 01-96, unit number on the channel."""
+    array_digit = np.where(area == "PMd", 1, 2)
+    channel = rng.integers(1, 97, size=len(area))
+    ids, seen = [], {}
+    for digit, chan in zip(array_digit, channel):
+        seen[digit, chan] = seen.get((digit, chan), 0) + 1
+        ids.append(digit * 1000 + chan * 10 + seen[digit, chan])
+    return np.array(ids, np.int64)
+
+
+def cut_to_windows(sim: SimulatedTrials) -> SimulatedTrials:
+    """Keep only each trial's NLB window, laid back to back with TEST_GAP_MS gaps, as NLB's test
+    files do (the data after a test trial's window is withheld)."""
+    before, after = NLB_WINDOW_MS
+    length = after - before
+    spike_times, trials = [[] for _ in sim.spike_times], {key: [] for key in ("start_time", "stop_time",
+                                                                              "move_onset_time")}
+    for i, move_s in enumerate(sim.trials["move_onset_time"]):
+        old_start_ms = round(move_s * 1000) + before
+        new_start_ms = i * (length + TEST_GAP_MS)
+        for unit, times in enumerate(sim.spike_times):
+            inside = times[(times >= old_start_ms / 1000) & (times < (old_start_ms + length) / 1000)]
+            spike_times[unit].append(inside + (new_start_ms - old_start_ms) / 1000)
+        trials["start_time"].append(new_start_ms / 1000)
+        trials["stop_time"].append((new_start_ms + length) / 1000)
+        trials["move_onset_time"].append((new_start_ms - before) / 1000)
+    return SimulatedTrials([np.concatenate(t) for t in spike_times], trials, None, None, sim.window_latents)
 
 
 def generate_session(name: str, root: Path, train_file: Path, test_file: Path) -> None:
@@ -359,28 +407,34 @@ def generate_session(name: str, root: Path, train_file: Path, test_file: Path) -
     rng = _session_rng(name, "units")
     # Each session records its own random subset of the pool, about half from each array.
     n_units = size.n_heldin + size.n_heldout
-    n_pmd = n_units // 2
+    n_pmd = size.n_pmd if size.n_pmd is not None else n_units // 2
     pool_pmd = np.flatnonzero(monkey.area == "PMd")
     pool_m1 = np.flatnonzero(monkey.area == "M1")
     units = np.concatenate([rng.choice(pool_pmd, n_pmd, replace=False),
                             rng.choice(pool_m1, n_units - n_pmd, replace=False)])
-    units = rng.permutation(units)
-    heldout = np.zeros(n_units, bool)
-    heldout[rng.choice(n_units, size.n_heldout, replace=False)] = True
+    unit_ids = make_unit_ids(monkey.area[units], rng)
+    order = np.argsort(unit_ids)  # the units table is sorted by id, so PMd units come first
+    units, unit_ids = units[order], unit_ids[order]
     area = monkey.area[units]
+    heldout = np.zeros(n_units, bool)
+    if size.n_heldin_pmd is None:
+        heldout[rng.choice(n_units, size.n_heldout, replace=False)] = True
+    else:
+        for array, n_out in (("PMd", n_pmd - size.n_heldin_pmd), ("M1", size.n_heldout - n_pmd + size.n_heldin_pmd)):
+            heldout[rng.choice(np.flatnonzero(area == array), n_out, replace=False)] = True
 
     train = simulate_trials(size.n_trainval, units, monkey, _session_rng(name, "train"))
     split = np.array(["train"] * size.n_trainval, dtype=object)
     split[_session_rng(name, "split").permutation(size.n_trainval)[: size.n_trainval // 4]] = "val"
-    test = simulate_trials(size.n_test, units[~heldout], monkey, _session_rng(name, "test"))
+    test = cut_to_windows(simulate_trials(size.n_test, units[~heldout], monkey, _session_rng(name, "test")))
 
-    _write_nwb(root / train_file, train, area, heldout, split, name, with_behavior=True)
-    _write_nwb(root / test_file, test, area[~heldout], np.zeros((~heldout).sum(), bool),
+    _write_nwb(root / train_file, train, unit_ids, heldout, split, name, with_behavior=True)
+    _write_nwb(root / test_file, test, unit_ids[~heldout], np.zeros((~heldout).sum(), bool),
                np.array(["test"] * size.n_test, dtype=object), name, with_behavior=False)
     truth_path = root / "ground_truth.npz"
-    partial = truth_path.with_name("ground_truth.partial.npz")
+    partial = truth_path.with_name(f"ground_truth.partial-{uuid.uuid4().hex[:8]}.npz")
     np.savez(partial, version=GENERATOR_VERSION, lag_ms=LAG_MS, window_ms=np.array(WINDOW_MS),
-             unit_pool_index=units, unit_area=area, unit_heldout=heldout,
+             unit_pool_index=units, unit_id=unit_ids, unit_area=area, unit_heldout=heldout,
              unit_bias=monkey.bias[units], unit_weights=monkey.weights[units],
              train_latents=train.window_latents, test_latents=test.window_latents,
              train_condition=np.array(train.trials["maze_id"]), split=split.astype(str))
@@ -391,8 +445,13 @@ def generate_session(name: str, root: Path, train_file: Path, test_file: Path) -
 
 def load_ground_truth(session_dir: Path) -> dict:
     """The arrays saved by :func:`generate_session` for one session directory."""
-    with np.load(Path(session_dir) / "ground_truth.npz") as truth:
-        return {key: truth[key] for key in truth.files}
+    path = Path(session_dir) / "ground_truth.npz"
+    try:
+        with np.load(path) as truth:
+            return {key: truth[key] for key in truth.files}
+    except Exception as error:  # BadZipFile, OSError, EOFError, ValueError: a damaged file
+        raise MazeDataError(f"{path} cannot be read ({type(error).__name__}: {error}); delete the folder "
+                            f"{path.parent} and load the session again to regenerate the stand-in") from None
 
 
 def expected_counts(latents: np.ndarray, bias: np.ndarray, weights: np.ndarray, bin_ms: int,
