@@ -17,18 +17,13 @@ import pytest
 
 from tutorial_utils.data import MazeDataError, load_mc_maze, mc_maze, synthetic_maze
 from tutorial_utils.data.maze_nwb import REQUIRED_TEST, check_nwb, unit_areas
+from tutorial_utils.yardstick import REAL_FILE, find_real_file
 
 def _find_real_file() -> Path:
-    """``$TUTORIAL_REAL_MAZE_FILE``, else shared/data/mc_maze_small_real/ in or above the repository."""
-    import os
-
-    if os.environ.get("TUTORIAL_REAL_MAZE_FILE"):
-        return Path(os.environ["TUTORIAL_REAL_MAZE_FILE"])
-    name = "shared/data/mc_maze_small_real/sub-Jenkins_ses-small_desc-test_ecephys.nwb"
-    for folder in Path(__file__).resolve().parents[1:]:
-        if (folder / name).exists():
-            return folder / name
-    return Path(name)
+    try:
+        return find_real_file()
+    except FileNotFoundError:
+        return Path(REAL_FILE)
 
 
 REAL_FILE = _find_real_file()

@@ -3,6 +3,7 @@
     python -m tutorial_utils.bench nb1 --profile full     # NDT1 on Lorenz
     python -m tutorial_utils.bench nb2 --profile quick    # stitching on mc_maze
     python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
+    python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
 
 Results go to ``outputs/bench/<name>_<profile>.json``. Timings are measured, never asserted.
 """
@@ -145,7 +146,32 @@ def bench_maze(profile_name: str | None = None, sessions=None, bin_ms: int = 5, 
     return results
 
 
-BENCHMARKS = {"nb1": bench_nb1, "nb2": bench_nb2, "maze": bench_maze}
+def bench_real(profile_name: str | None = None, seeds=(0,)) -> dict:
+    """The real-data yardstick (see yardstick.py): co-bps of the null, smoothing + GLM and
+    NDT1-stitch on the real mc_maze_small test file, and the spiking statistics of the real file
+    beside the synthetic stand-in's test file (the same split and binning)."""
+    import tempfile
+
+    from . import yardstick
+    from .data import synthetic_maze
+    from .data.maze_catalogue import dandi_paths, session_dir
+
+    profile = get_profile(profile_name)
+    real = yardstick.load_yardstick()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = session_dir("mc_maze_small", synthetic=True, data_dir=scratch)
+        synthetic_maze.generate_session("mc_maze_small", folder, *dandi_paths("mc_maze_small"))
+        stand_in = yardstick.load_yardstick(folder / dandi_paths("mc_maze_small")[1])
+    statistics = {"real": yardstick.spiking_statistics(real.counts),
+                  "stand-in": yardstick.spiking_statistics(stand_in.counts)}
+    print(f"{'statistic':<16}{'real':>10}{'stand-in':>10}")
+    for key in statistics["real"]:
+        print(f"{key:<16}{statistics['real'][key]:>10.3f}{statistics['stand-in'][key]:>10.3f}")
+    rows = yardstick.run_yardstick(profiles=(profile.name,), seeds=seeds)
+    return {"profile": profile.name, "device": str(get_device()), "co_smoothing": rows, "statistics": statistics}
+
+
+BENCHMARKS = {"nb1": bench_nb1, "nb2": bench_nb2, "maze": bench_maze, "real": bench_real}
 
 
 def main(argv=None) -> int:

@@ -4,8 +4,8 @@ from .dandi import download_session
 from .lorenz import LorenzDataset, make_lorenz_dataset
 from .maze_catalogue import MazeDataError, MazeDataUnavailable
 from .mc_maze import MazeSession, load_mc_maze
-from .nlb import evaluate_rates, mean_rate_baseline, smoothing_baseline
+from .nlb import evaluate_rates, mean_rate_baseline, smoothing_baseline, smoothing_glm
 
 __all__ = ["as_counts", "LorenzDataset", "make_lorenz_dataset", "MazeDataError", "MazeDataUnavailable",
            "MazeSession", "download_session", "evaluate_rates", "load_mc_maze", "mean_rate_baseline",
-           "smoothing_baseline"]
+           "smoothing_baseline", "smoothing_glm"]

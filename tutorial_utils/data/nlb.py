@@ -89,33 +89,55 @@ def smoothing_baseline(session: MazeSession, kernel_sd_ms: float = 50.0,
 
     Returns (heldin_rates (B, T, N_in), heldout_rates (B, T, N_out)), expected counts per bin.
     """
-    import torch
+    train = session.trials("train")
+    heldout_rates = smoothing_glm(session.heldin_spikes[train], session.heldout_spikes[train],
+                                  session.heldin_spikes, bin_ms=session.bin_ms, kernel_sd_ms=kernel_sd_ms, l2=l2)
+    return smooth_spikes(session.heldin_spikes, session.bin_ms, kernel_sd_ms), heldout_rates
+
+
+def smooth_spikes(counts, bin_ms: float, kernel_sd_ms: float = 50.0) -> np.ndarray:
+    """Counts (B, T, N) smoothed along time with a Gaussian of ``kernel_sd_ms``; floored at 1e-4."""
     from scipy.ndimage import gaussian_filter1d
 
-    smoothed = gaussian_filter1d(session.heldin_spikes.astype(np.float64),
-                                 kernel_sd_ms / session.bin_ms, axis=1, mode="nearest")
-    heldin_rates = np.maximum(smoothed, 1e-4)
-    n_trials, n_bins, n_in = heldin_rates.shape
-    # Log rates, standardised, plus a constant column: the GLM's inputs for every bin.
-    features = np.log(heldin_rates).reshape(-1, n_in)
-    features = (features - features.mean(0)) / (features.std(0) + 1e-8)
-    inputs = torch.tensor(np.hstack([features, np.ones((len(features), 1))]), dtype=torch.float64)
-    train = torch.tensor(np.repeat(session.split == "train", n_bins))
-    targets = torch.tensor(session.heldout_spikes.reshape(len(features), -1), dtype=torch.float64)
-    weights = torch.zeros(n_in + 1, targets.shape[1], dtype=torch.float64, requires_grad=True)
+    smoothed = gaussian_filter1d(np.asarray(counts, np.float64), kernel_sd_ms / bin_ms, axis=1, mode="nearest")
+    return np.maximum(smoothed, 1e-4)
+
+
+def smoothing_glm(train_inputs, train_targets, inputs, *, bin_ms: float, kernel_sd_ms: float = 50.0,
+                  l2: float = 1e-3) -> np.ndarray:
+    """Smooth the input units, then a Poisson GLM from their log onto the target units.
+
+    train_inputs (B, T, N_in) and train_targets (B, T, N_out) counts fit the GLM; ``inputs``
+    (B', T, N_in) are then mapped to (B', T, N_out) predicted counts per bin.
+    """
+    import torch
+
+    def log_smoothed(counts):  # the GLM's inputs for every bin
+        smoothed = smooth_spikes(counts, bin_ms, kernel_sd_ms)
+        return np.log(smoothed).reshape(-1, smoothed.shape[2])
+
+    x_train = log_smoothed(train_inputs)
+    mean, scale = x_train.mean(0), x_train.std(0) + 1e-8
+
+    def design(x):  # standardised with the train statistics, plus a constant column
+        return torch.tensor(np.hstack([(x - mean) / scale, np.ones((len(x), 1))]), dtype=torch.float64)
+
+    train_design = design(x_train)
+    targets = torch.tensor(np.asarray(train_targets, np.float64).reshape(len(x_train), -1))
+    weights = torch.zeros(train_design.shape[1], targets.shape[1], dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([weights], max_iter=200, line_search_fn="strong_wolfe")
 
-    def poisson_loss():  # all held-out units at once: they share inputs, so one fit is enough
+    def poisson_loss():  # all target units at once: they share inputs, so one fit is enough
         optimizer.zero_grad()
-        log_rate = inputs[train] @ weights
-        loss = (log_rate.exp() - targets[train] * log_rate).mean() + l2 * weights[:-1].pow(2).sum()
+        log_rate = train_design @ weights
+        loss = (log_rate.exp() - targets * log_rate).mean() + l2 * weights[:-1].pow(2).sum()
         loss.backward()
         return loss
 
     optimizer.step(poisson_loss)
     with torch.no_grad():
-        heldout_rates = (inputs @ weights).exp().numpy().reshape(n_trials, n_bins, -1)
-    return heldin_rates, heldout_rates
+        rates = (design(log_smoothed(inputs)) @ weights).exp().numpy()
+    return rates.reshape(np.shape(inputs)[:2] + (targets.shape[1],))
 
 
 def heldout_bits_per_spike(session: MazeSession, heldout_rates: np.ndarray) -> float:

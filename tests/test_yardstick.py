@@ -1,0 +1,50 @@
+"""The real-data yardstick: its fixed split, and the baselines' scores on the real file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tutorial_utils import yardstick
+
+try:
+    REAL_FILE = yardstick.find_real_file()
+except FileNotFoundError:  # a checkout without the course's shared data
+    REAL_FILE = None
+
+pytestmark = pytest.mark.skipif(REAL_FILE is None, reason="the real mc_maze_small test file is not available")
+
+
+@pytest.fixture(scope="module")
+def real():
+    return yardstick.load_yardstick(REAL_FILE)
+
+
+def test_the_split_is_fixed_disjoint_and_stratified_by_area(real):
+    assert real.counts.shape == (100, 70, 107)
+    assert (len(real.train_trials), len(real.test_trials)) == (75, 25)
+    assert (len(real.input_units), len(real.hidden_units)) == (80, 27)
+    assert not set(real.train_trials) & set(real.test_trials)
+    assert not set(real.input_units) & set(real.hidden_units)
+    hidden_areas = list(real.area[real.hidden_units])
+    assert (hidden_areas.count("PMd"), hidden_areas.count("M1")) == (13, 14)
+    # documented rule: every 4th trial, and every 4th unit (by id) of each array, second of four
+    np.testing.assert_array_equal(real.test_trials, np.arange(3, 100, 4))
+    pmd = np.sort(real.unit_id[real.area == "PMd"])
+    assert set(pmd[1::4]) == set(real.unit_id[real.hidden_units][real.area[real.hidden_units] == "PMd"])
+
+
+def test_baselines_score_what_they_scored_when_the_yardstick_was_built(real):
+    assert abs(yardstick.co_bps(real, yardstick.mean_rate_predictor(real))) < 0.03
+    smoothing = yardstick.co_bps(real, yardstick.smoothing_predictor(real))
+    assert 0.06 < smoothing < 0.08  # 0.0686 measured; a change means the split or the baseline moved
+
+
+def test_scores_reject_a_wrong_shape(real):
+    with pytest.raises(ValueError, match="test trials, bins, hidden units"):
+        yardstick.co_bps(real, np.ones((25, 70, 26)))
+
+
+def test_spiking_statistics_of_the_real_file(real):
+    statistics = yardstick.spiking_statistics(real.counts)
+    assert 2.5 < statistics["rate_hz_median"] < 4.5  # 3.3 Hz: sparse, as real recordings are
+    assert 0.94 < statistics["empty_bins"] < 0.97

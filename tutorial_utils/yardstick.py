@@ -1,0 +1,203 @@
+"""The real-data yardstick: co-smoothing on real MC_Maze spikes that ship with the course.
+
+The synthetic stand-in is easier than real recordings, so numbers tuned only on it mislead. This
+yardstick scores every model on the one real NLB file we may redistribute in tests: the
+mc_maze_small **test** file (DANDI 000140; 100 trials x 107 units, no behaviour). NLB withholds
+its held-out units, so we make our own co-smoothing task inside the 107 held-in units.
+
+The split is fixed and documented, so it cannot be tuned against:
+
+* bins: 10 ms over NLB's window, -250 ms to +450 ms around movement onset (70 bins);
+* trials: every 4th trial in file order (index % 4 == 3) is held out: 75 train / 25 test;
+* units: within each array (PMd = ids 1xxx, M1 = ids 2xxx), sorted by id, every 4th unit
+  (rank % 4 == 1) is hidden: 80 input / 27 hidden units (13 PMd + 14 M1).
+
+A model sees the input units of the train trials and the hidden units of the train trials (as
+targets), then predicts the hidden units of the test trials from their input units alone. The
+score is co-bps (nlb_tools' ``bits_per_spike``) on the hidden units of the test trials.
+
+    python -m tutorial_utils.bench real --profile quick     # prints and saves the table
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_FILE_ENV = "TUTORIAL_REAL_MAZE_FILE"
+REAL_FILE = "shared/data/mc_maze_small_real/sub-Jenkins_ses-small_desc-test_ecephys.nwb"
+BIN_MS = 10
+WINDOW_MS = (-250, 450)
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """The real counts and the fixed split. Shapes: B = 100 trials, T = 70 bins, N = 107 units.
+
+    counts (B, T, N) spike counts; unit_id (N,) NWB unit ids; area (N,) 'PMd' / 'M1';
+    train_trials (75,), test_trials (25,), input_units (80,), hidden_units (27,): indices.
+    """
+
+    counts: np.ndarray
+    unit_id: np.ndarray
+    area: np.ndarray
+    train_trials: np.ndarray
+    test_trials: np.ndarray
+    input_units: np.ndarray
+    hidden_units: np.ndarray
+
+    def part(self, trials: str, units: str) -> np.ndarray:
+        """Counts of ``trials`` in {'train', 'test'} and ``units`` in {'input', 'hidden'}."""
+        rows = {"train": self.train_trials, "test": self.test_trials}[trials]
+        columns = {"input": self.input_units, "hidden": self.hidden_units}[units]
+        return self.counts[rows][:, :, columns]
+
+
+def find_real_file(path: str | Path | None = None) -> Path:
+    """The real mc_maze_small test file: ``path``, else ``$TUTORIAL_REAL_MAZE_FILE``, else the
+    course's ``shared/data/mc_maze_small_real/`` in or above the repository."""
+    if path is None and os.environ.get(REAL_FILE_ENV):
+        path = os.environ[REAL_FILE_ENV]
+    candidates = [Path(path)] if path is not None else [folder / REAL_FILE for folder in (REPO_ROOT, *REPO_ROOT.parents[:3])]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"the real mc_maze_small test file was not found (looked at {[str(c) for c in candidates]}). "
+        f"Download sub-Jenkins_ses-small_desc-test_ecephys.nwb from DANDI:000140 "
+        f"(`dandi download DANDI:000140`) and pass its path or set ${REAL_FILE_ENV}.")
+
+
+def load_yardstick(path: str | Path | None = None) -> Yardstick:
+    """Bin the real file with nlb_tools (a read-only copy is opened) and apply the fixed split."""
+    from nlb_tools.make_tensors import make_stacked_array
+    from nlb_tools.nwb_interface import NWBDataset
+
+    from .data.maze_nwb import unit_areas
+
+    source = find_real_file(path)
+    with tempfile.TemporaryDirectory() as scratch:  # never open the shared original for writing
+        copy = Path(scratch) / source.name
+        shutil.copyfile(source, copy)
+        dataset = NWBDataset(str(copy))
+        dataset.resample(BIN_MS)
+        window = dict(align_field="move_onset_time", align_range=WINDOW_MS, allow_nans=True)
+        everything = np.ones(len(dataset.trial_info), dtype=bool)
+        counts = make_stacked_array(dataset, ["spikes"], window, everything)["spikes"]
+        unit_id = np.asarray(dataset.data["spikes"].columns, dtype=int)
+        area_of = unit_areas(copy)  # from the unit ids: 1xxx = PMd, 2xxx = M1
+    if not np.isfinite(counts).all():
+        raise ValueError(f"{source}: a trial's window runs past the recording; the yardstick expects complete trials")
+    area = np.array([area_of[u] for u in unit_id])
+    trial_index = np.arange(len(counts))
+    hidden = np.zeros(len(unit_id), dtype=bool)
+    for name in ("PMd", "M1"):
+        members = np.flatnonzero(area == name)
+        members = members[np.argsort(unit_id[members])]
+        hidden[members[1::4]] = True
+    return Yardstick(counts=counts.astype(np.float32), unit_id=unit_id, area=area,
+                     train_trials=trial_index[trial_index % 4 != 3], test_trials=trial_index[trial_index % 4 == 3],
+                     input_units=np.flatnonzero(~hidden), hidden_units=np.flatnonzero(hidden))
+
+
+def co_bps(yardstick: Yardstick, hidden_rates) -> float:
+    """nlb_tools' bits per spike of predicted hidden-unit rates (test trials, T, 27) against the truth."""
+    from nlb_tools.evaluation import bits_per_spike
+
+    truth = yardstick.part("test", "hidden").astype(np.float64)
+    hidden_rates = np.asarray(hidden_rates, dtype=np.float64)
+    if hidden_rates.shape != truth.shape:
+        raise ValueError(f"expected hidden-unit rates shaped {truth.shape} (test trials, bins, hidden units), "
+                         f"got {hidden_rates.shape}")
+    return float(bits_per_spike(hidden_rates, truth))
+
+
+# ---------------------------------------------------------------- what is scored
+
+def mean_rate_predictor(yardstick: Yardstick) -> np.ndarray:
+    """The null model: each hidden unit's mean count per bin over the train trials (co-bps ~ 0)."""
+    mean = yardstick.part("train", "hidden").mean(axis=(0, 1))
+    return np.broadcast_to(mean, yardstick.part("test", "hidden").shape).copy()
+
+
+def smoothing_predictor(yardstick: Yardstick, kernel_sd_ms: float = 50.0) -> np.ndarray:
+    """NLB's smoothing baseline: smoothed input spikes -> Poisson GLM -> hidden-unit rates."""
+    from .data import smoothing_glm
+
+    return smoothing_glm(yardstick.part("train", "input"), yardstick.part("train", "hidden"),
+                         yardstick.part("test", "input"), bin_ms=BIN_MS, kernel_sd_ms=kernel_sd_ms)
+
+
+def stitch_predictor(yardstick: Yardstick, profile: str, seed: int = 0, **fit_kwargs) -> np.ndarray:
+    """NDT1-stitch on the one session through the public API, hidden units as outputs only."""
+    from .api import fit_ndt1_stitch
+
+    train = np.concatenate([yardstick.part("train", "input"), yardstick.part("train", "hidden")], axis=2)
+    fitted = fit_ndt1_stitch([train], n_heldout=[len(yardstick.hidden_units)], profile=profile, seed=seed,
+                             progress=False, **fit_kwargs)
+    rates = fitted.predict_rates(yardstick.part("test", "input"), session=0)
+    return rates[:, :, len(yardstick.input_units):]
+
+
+def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,)) -> list[dict]:
+    """Score the null, smoothing + GLM and NDT1-stitch (per profile and seed); one row per model."""
+    yardstick = load_yardstick(path)
+    rows = []
+
+    def score(model: str, predict) -> None:
+        start = time.perf_counter()
+        value = co_bps(yardstick, predict())
+        rows.append({"model": model, "co-bps": round(value, 4), "seconds": round(time.perf_counter() - start, 1)})
+        print(f"  {model:<34} co-bps {value:7.4f}   {rows[-1]['seconds']:7.1f} s", flush=True)
+
+    print(f"real mc_maze_small test file: {yardstick.counts.shape[0]} trials ({len(yardstick.train_trials)} train / "
+          f"{len(yardstick.test_trials)} test), {BIN_MS} ms bins, {len(yardstick.input_units)} input / "
+          f"{len(yardstick.hidden_units)} hidden units")
+    score("mean rate (null)", lambda: mean_rate_predictor(yardstick))
+    score("smoothing 50 ms + Poisson GLM", lambda: smoothing_predictor(yardstick))
+    for profile in profiles:
+        for seed in seeds:
+            score(f"NDT1-stitch ({profile}, seed {seed})", lambda: stitch_predictor(yardstick, profile, seed))
+    return rows
+
+
+# ---------------------------------------------------------------- is the stand-in as hard as this?
+
+def spiking_statistics(counts, bin_ms: float = BIN_MS) -> dict[str, float]:
+    """The statistics that decide how hard co-smoothing is, for (trials, bins, units) counts.
+
+    rate_hz_*: quantiles of the units' mean firing rates; empty_bins: fraction of zero counts;
+    fano_100ms: median over units of the Fano factor of 100 ms counts across trials (per time
+    window, then averaged); psth_fraction: share of each unit's variance of 50 ms-smoothed activity
+    that the trial-averaged PSTH explains (signal vs trial-to-trial noise), median over units.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    counts = np.asarray(counts, dtype=np.float64)
+    rates = counts.mean(axis=(0, 1)) * 1000.0 / bin_ms
+    window = max(1, int(round(100 / bin_ms)))
+    n_windows = counts.shape[1] // window
+    summed = counts[:, : n_windows * window].reshape(len(counts), n_windows, window, -1).sum(axis=2)
+    mean, var = summed.mean(axis=0), summed.var(axis=0, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fano = np.where(mean > 0.1, var / mean, np.nan)  # too few spikes in a window: no estimate
+    with warnings.catch_warnings():  # units silent in every window average to NaN and are skipped
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fano_per_unit = np.nanmean(fano, axis=0)
+    smoothed = gaussian_filter1d(counts, 50.0 / bin_ms, axis=1)
+    psth = smoothed.mean(axis=0, keepdims=True)
+    total = smoothed.var(axis=(0, 1))
+    explained = np.broadcast_to(psth, smoothed.shape).var(axis=(0, 1))
+    return {
+        "rate_hz_p10": float(np.percentile(rates, 10)), "rate_hz_median": float(np.median(rates)),
+        "rate_hz_p90": float(np.percentile(rates, 90)), "empty_bins": float((counts == 0).mean()),
+        "fano_100ms": float(np.nanmedian(fano_per_unit)),
+        "psth_fraction": float(np.median(explained[total > 0] / total[total > 0])),
+    }
