@@ -17,13 +17,13 @@ import pytest
 
 from tutorial_utils.data import MazeDataError, load_mc_maze, mc_maze, synthetic_maze
 from tutorial_utils.data.maze_nwb import REQUIRED_TEST, check_nwb, unit_areas
-from tutorial_utils.yardstick import REAL_FILE, find_real_file
+from tutorial_utils.yardstick import REAL_FILE as REAL_FILE_IN_SHARED, find_real_file
 
 def _find_real_file() -> Path:
     try:
         return find_real_file()
     except FileNotFoundError:
-        return Path(REAL_FILE)
+        return Path(REAL_FILE_IN_SHARED)
 
 
 REAL_FILE = _find_real_file()
