@@ -20,7 +20,7 @@ from tutorial_utils import metrics
 from tutorial_utils.data.sessions import stack_sessions
 from tutorial_utils.exercises import nb1, nb2
 from tutorial_utils.masking import mask_time_bins
-from tutorial_utils.models import NDT1, NDT1Stitch, swap_session_parts
+from tutorial_utils.models import NDT1, NDT1Stitch, ndt1_by_hand, swap_session_parts
 from tutorial_utils.models.ndt1 import sinusoidal_positional_encoding
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
 from tutorial_utils.runtime import AUTOCAST_ENV, autocast_dtype
@@ -159,6 +159,24 @@ def _run_positional_encoding(fn):  # no tensor inputs: a module buffer, moved wi
     assert tuple(torch.as_tensor(fn(10, 7)).shape) == (10, 7)
 
 
+def _run_attention(fn):
+    q, k, v = (torch.randn(2, 6, 8, device=META) for _ in range(3))
+    out = fn(q, k, v)
+    assert _all_on_meta(out) and tuple(out.shape) == (2, 6, 8)
+
+
+def _run_encoder_layer(fn):
+    layer = NDT1(8, 10).core.layers.layers[0].to(META).eval()
+    out = fn(torch.randn(3, 10, 8, device=META), layer)
+    assert _all_on_meta(out) and tuple(out.shape) == (3, 10, 8)
+
+
+def _run_ndt1_forward(fn):
+    model = NDT1(6, 12, d_model=8).to(META).eval()
+    out = fn(model, _counts(3, 10, 6).to(META))
+    assert _all_on_meta(out) and tuple(out.shape) == (3, 10, 6)
+
+
 def _run_stack(fn):
     spikes, session = fn([_counts(2, 5, 3).to(META), _counts(3, 5, 4).to(META)])
     assert _all_on_meta(spikes, session) and tuple(spikes.shape) == (5, 5, 4)
@@ -180,7 +198,9 @@ EXERCISES = {
     "mask_time_bins": (mask_time_bins, _run_mask),
     "masked_poisson_loss": (masked_poisson_loss, _run_loss),
     "positional_encoding": (sinusoidal_positional_encoding, _run_positional_encoding),
-    "fit_linear_map": (metrics.fit_linear_map, _numpy_runner(RNG.normal(size=(3, 4, 5)), RNG.normal(size=(3, 4, 2)))),
+    "attention": (ndt1_by_hand.scaled_dot_product_attention, _run_attention),
+    "encoder_layer": (ndt1_by_hand.encoder_layer, _run_encoder_layer),
+    "ndt1_forward": (ndt1_by_hand.ndt1_forward, _run_ndt1_forward),
     "stack_sessions": (stack_sessions, _run_stack),
     "principal_components": (metrics.principal_components, _numpy_runner(RNG.normal(size=(9, 4)), 2)),
     "swap_session_parts": (swap_session_parts, _run_swap),

@@ -10,33 +10,40 @@ def _numpy(x):
 
 
 def plot_lorenz_trial(latents, rates, spikes, trial: int = 0, title_suffix: str = ""):
-    """One trial of a Lorenz dataset: the 3 latents, every neuron's rate, and the spike raster."""
+    """One trial of a Lorenz dataset: the 3 latents, every neuron's rate, and the spike raster.
+
+    Rates and raster share their axes (neuron 0 at the bottom), so a row of one is the row of the other.
+    """
     latents, rates, spikes = _numpy(latents)[trial], _numpy(rates)[trial], _numpy(spikes)[trial]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), constrained_layout=True)
-    axes[0].plot(latents)
-    axes[0].set(title="true latents (x, y, z)", xlabel="time bin")
-    image = axes[1].imshow(rates.T, aspect="auto", cmap="viridis", interpolation="nearest")
-    fig.colorbar(image, ax=axes[1], label="counts / bin")
-    axes[1].set(title="firing rates", xlabel="time bin", ylabel="neuron")
+    for values, name in zip(latents.T, "xyz"):
+        axes[0].plot(values, label=name)
+    axes[0].set(title="true latents", xlabel="time bin", ylabel="latent value (a.u.)")
+    axes[0].legend(fontsize=8, title="latent", title_fontsize=8)
+    image = axes[1].imshow(rates.T, aspect="auto", cmap="viridis", interpolation="nearest", origin="lower")
+    fig.colorbar(image, ax=axes[1], label="rate (expected counts / bin)")
+    axes[1].set(title="firing rates (from the latents)", xlabel="time bin", ylabel="neuron")
     t, n = np.nonzero(spikes)
     axes[2].scatter(t, n, s=np.clip(spikes[t, n], 1, 4) * 4, marker="|", color="k")
-    axes[2].set(title="spike counts (raster)", xlabel="time bin", ylabel="neuron",
+    axes[2].set(title="spike counts (Poisson draws)", xlabel="time bin", ylabel="neuron",
                 xlim=(-0.5, spikes.shape[0] - 0.5), ylim=(-0.5, spikes.shape[1] - 0.5))
     fig.suptitle(f"Lorenz dataset, trial {trial}{title_suffix}")
     return fig
 
 
 def plot_masking(spikes, masked_spikes, mask, trial: int = 0):
-    """The pretext task for one trial: the input, the masked input, and which bins are hidden."""
+    """The pretext task for one trial: the input, and the masked input with the hidden bins marked."""
     spikes, masked, mask = _numpy(spikes)[trial], _numpy(masked_spikes)[trial], _numpy(mask)[trial]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharey=True, constrained_layout=True)
     vmax = max(spikes.max(), 1)
-    for ax, data, title in [(axes[0], spikes, "input spikes"), (axes[1], masked, "masked input (grey = hidden bins)")]:
-        ax.imshow(data.T, aspect="auto", cmap="Greys", vmin=0, vmax=vmax, interpolation="nearest")
-        ax.set(title=title, xlabel="time bin (= token)")
+    for ax, data, title in [(axes[0], spikes, "input spikes"),
+                            (axes[1], masked, "masked input (orange = hidden bins, all zero)")]:
+        image = ax.imshow(data.T, aspect="auto", cmap="Greys", vmin=0, vmax=vmax, interpolation="nearest",
+                          origin="lower")
+        ax.set(title=title, xlabel="time bin (= token)", ylabel="neuron")
     for t in np.flatnonzero(mask):
-        axes[1].axvspan(t - 0.5, t + 0.5, color="tab:orange", alpha=0.3, lw=0)
-    axes[0].set_ylabel("neuron")
+        axes[1].axvspan(t - 0.5, t + 0.5, color="tab:orange", alpha=0.35, lw=0)
+    fig.colorbar(image, ax=axes, label="spike count")
     return fig
 
 
@@ -44,9 +51,28 @@ def plot_positional_encoding(encoding):
     """A (time bins, d_model) positional encoding as an image."""
     encoding = _numpy(encoding)
     fig, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
-    image = ax.imshow(encoding.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-    fig.colorbar(image, ax=ax)
+    image = ax.imshow(encoding.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest",
+                      origin="lower")
+    fig.colorbar(image, ax=ax, label="value added to the token")
     ax.set(title="sinusoidal positional encoding", xlabel="time bin", ylabel="latent dimension")
+    return fig
+
+
+def plot_attention_weights(weights, trial: int = 0, title: str = "attention weights"):
+    """Attention weights of one trial, one panel per layer (head-averaged).
+
+    ``weights``: a list with one (trials, heads, T, T) tensor per layer, as returned by
+    :func:`tutorial_utils.models.ndt1_by_hand.attention_weights`. Row t: how much query bin t
+    takes from each key bin (each row sums to 1).
+    """
+    fig, axes = plt.subplots(1, len(weights), figsize=(4.2 * len(weights), 3.6), squeeze=False,
+                             constrained_layout=True)
+    for i, (ax, layer_weights) in enumerate(zip(axes[0], weights)):
+        image = ax.imshow(_numpy(layer_weights)[trial].mean(axis=0), cmap="magma", interpolation="nearest",
+                          origin="lower", vmin=0)
+        fig.colorbar(image, ax=ax, label="weight")
+        ax.set(title=f"layer {i + 1}", xlabel="key bin (attended to)", ylabel="query bin (attending)")
+    fig.suptitle(f"{title} (trial {trial})")
     return fig
 
 
@@ -65,7 +91,7 @@ def plot_loss_history(history, title: str = "training", ylabel: str = "masked Po
         if val_values:
             ax.plot(val_values, label="validation")
             ax.axvline(history.best_epoch, color="grey", ls=":", label=f"best epoch ({history.best_epoch})")
-        ax.set(xlabel="epoch", ylabel=name)
+        ax.set(title=f"{name} per epoch", xlabel="epoch", ylabel=name)
     axes[0][0].legend()
     fig.suptitle(title)
     return fig
@@ -77,31 +103,35 @@ def plot_rates_comparison(true_rates, predicted_rates, spikes=None, trial: int =
     fig, axes = plt.subplots(1, len(neurons), figsize=(3.2 * len(neurons), 2.6), sharex=True,
                              constrained_layout=True)
     for ax, neuron in zip(np.atleast_1d(axes), neurons):
-        ax.plot(true_rates[:, neuron], color="k", label="true")
-        ax.plot(predicted_rates[:, neuron], color="tab:red", label="inferred")
+        ax.plot(true_rates[:, neuron], color="k", label="true rate")
+        ax.plot(predicted_rates[:, neuron], color="tab:red", label="inferred rate")
         if spikes is not None:
             counts = _numpy(spikes)[trial, :, neuron]
             t = np.flatnonzero(counts)
-            ax.plot(t, np.zeros_like(t) - 0.05 * true_rates[:, neuron].max(), "|", color="grey")
-        ax.set(title=f"neuron {neuron}", xlabel="time bin")
-    np.atleast_1d(axes)[0].set_ylabel("counts / bin")
-    np.atleast_1d(axes)[0].legend()
+            ax.plot(t, np.zeros_like(t) - 0.05 * true_rates[:, neuron].max(), "|", color="grey", label="spikes")
+        ax.set(title=f"neuron {neuron}", xlabel="time bin", ylabel="counts / bin")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle(f"held-out trial {trial}: true and inferred firing rates")
     return fig
 
 
 def plot_latents_3d(true_latents, aligned_latents, trials=range(8), r2: float | None = None):
-    """True Lorenz latents and the model's linearly aligned latents, side by side in 3-D."""
+    """True Lorenz latents and the model's linearly aligned latents, side by side in 3-D.
+
+    The same trial has the same colour in both panels, so matching shapes can be compared.
+    """
     true_latents, aligned_latents = _numpy(true_latents), _numpy(aligned_latents)
+    trials = list(trials)
     fig = plt.figure(figsize=(10, 4.5), constrained_layout=True)
     colors = plt.cm.viridis(np.linspace(0, 1, len(trials)))
     for i, (data, title) in enumerate([(true_latents, "true latents"),
                                        (aligned_latents, "model latents, linearly aligned")]):
         ax = fig.add_subplot(1, 2, i + 1, projection="3d")
         for color, trial in zip(colors, trials):
-            ax.plot(*data[trial].T, color=color, lw=1.2)
+            ax.plot(*data[trial].T, color=color, lw=1.2, label=f"trial {trial}")
         ax.set(title=title, xlabel="x", ylabel="y", zlabel="z")
-    if r2 is not None:
-        fig.suptitle(f"held-out trials; alignment R$^2$ = {r2:.3f}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="held-out trial", title_fontsize=7)
+    fig.suptitle("held-out trials" + (f"; alignment R$^2$ = {r2:.3f}" if r2 is not None else ""))
     return fig
 
 
@@ -123,7 +153,7 @@ def plot_maze_trials(session, trials=None, n_trials: int = 3):
             ax.plot(times, np.full(times.shape, row), "|", ms=2, color=colors[areas[unit]])
         ax.axvline(0, color="k", lw=0.8, ls="--")
         ax.set(title=f"trial {session.trial_id[trial]} (condition {session.condition[trial]})",
-               xlabel="time from movement onset (ms)", ylim=(len(order), -1))
+               xlabel="time from movement onset (ms)", ylabel="unit (PMd above M1)", ylim=(len(order), -1))
     n_pmd = int((areas == "PMd").sum())
     axes[0].set_yticks([n_pmd / 2, n_pmd + (len(areas) - n_pmd) / 2], ["PMd", "M1"])
     for trial in trials:

@@ -40,6 +40,8 @@ class Profile:
     ndt1_epochs: int
     ndt1_patience: int
     batch_size: int
+    ablation_trials: int  # the recipe ablation (ablation.py): 5 NDT1s, each this many trials...
+    ablation_epochs: int  # ...and at most this many epochs
     # Notebook 2: stitching
     stitch_epochs: int
     stitch_batch_size: int  # small: mc_maze_small has only 75 training trials
@@ -48,10 +50,12 @@ class Profile:
 PROFILES = {
     "quick": Profile(
         name="quick", lorenz_trials=600, ndt1_epochs=70, ndt1_patience=20, batch_size=32,
+        ablation_trials=300, ablation_epochs=25,
         stitch_epochs=80, stitch_batch_size=8,
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64,
+        ablation_trials=2000, ablation_epochs=150,
         stitch_epochs=400, stitch_batch_size=16,
     ),
 }

@@ -1,12 +1,14 @@
 """Checks for Notebook 1's exercises (NDT1 on Lorenz)."""
 from __future__ import annotations
 
-import numpy as np
-import torch
+import copy
 
-from .. import metrics
+import torch
+import torch.nn.functional as F
+
 from ..masking import mask_time_bins
-from ..models.ndt1 import sinusoidal_positional_encoding
+from ..models import ndt1_by_hand
+from ..models.ndt1 import NDT1, sinusoidal_positional_encoding
 from ..objectives import masked_poisson_loss
 from .core import SECOND_DEVICE, ExerciseError, expect as _expect, expect_on_device, on_second_device, run_check
 
@@ -126,26 +128,165 @@ def check_positional_encoding(fn):
     return run_check("Exercise 3 (positional encoding)", fn, sinusoidal_positional_encoding, check)
 
 
-# --- Exercise: linear alignment of latents ----------------------------------------------------
+# --- Exercise 4: the NDT1 forward pass, by hand -------------------------------------------------
+# The learner writes attention, the encoder layer and the whole forward pass as functions that
+# read the weights of a package NDT1; each check compares them with the package's own modules on
+# the same weights, then names the typical mistake when one of them explains the wrong numbers.
 
-def check_fit_linear_map(fn):
-    """Exercise 4: ``fn(source (..., D), target (..., K)) -> weights (D + 1, K)``, last row = intercept."""
+def _same(got, want, atol: float = 1e-5) -> bool:
+    return (torch.is_tensor(got) and got.shape == want.shape
+            and torch.allclose(got.float(), want.float(), rtol=1e-4, atol=atol))
+
+
+def _name_the_mistake(got, want, mistakes, advice: str) -> None:
+    """Raise an ExerciseError naming the first mistake that reproduces ``got``, else ``advice``."""
+    _expect(torch.is_tensor(got), f"return a tensor, got {type(got).__name__}.")
+    _expect(got.shape == want.shape, f"the output should have shape {tuple(want.shape)}, got {tuple(got.shape)}.")
+    for value, hint in mistakes:
+        if _same(got, value):
+            raise ExerciseError(hint)
+    difference = float((got.float() - want.float()).abs().max())
+    raise ExerciseError(f"the numbers differ from the package's (largest difference {difference:.3g}). {advice}")
+
+
+def _calls_recorded(modules: dict):
+    """Forward hooks recording which of ``modules`` (name -> module) get called: (calls, remove)."""
+    calls = []
+    handles = [module.register_forward_pre_hook(lambda module, args, name=name: calls.append(name))
+               for name, module in modules.items()]
+    return calls, lambda: [handle.remove() for handle in handles]
+
+
+def _seeded_model(seed: int, **sizes) -> NDT1:
+    """An eval-mode NDT1 whose LayerNorms have random gains and biases, so that where a norm sits
+    (pre- vs post-norm, final norm or not) changes the numbers."""
+    torch.manual_seed(seed)
+    model = NDT1(**sizes).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.3)
+    return model
+
+
+def check_attention(fn):
+    """Exercise 4a: ``fn(q, k, v) -> softmax(q k^T / sqrt(d)) v``, q, k, v (B, T, d) -> (B, T, d)."""
 
     def check(fn):
-        rng = np.random.default_rng(4)
-        source = rng.normal(size=(30, 20, 6))
-        true_weights = rng.normal(size=(7, 3))
-        target = source @ true_weights[:-1] + true_weights[-1] + 0.01 * rng.normal(size=(30, 20, 3))
-        got = np.asarray(fn(source, target))
-        if got.shape == (6, 3):
-            raise ExerciseError("weights are (D, K): add a column of ones to the source so the map has an "
-                                "intercept, and return (D + 1, K) with the intercept as the last row.")
-        _expect(got.shape == (7, 3), f"expected weights shaped (D + 1, K) = (7, 3), got {got.shape}.")
-        want = metrics.fit_linear_map(source, target)
-        if np.allclose(got[[-1] + list(range(6))], want, atol=1e-3):
-            raise ExerciseError("the intercept is the first row; put it last (the reference "
-                                "`apply_linear_map` reads it from weights[-1]).")
-        _expect(np.allclose(got, want, atol=1e-3), "the weights are not the least-squares solution; "
-                "flatten trials and time to rows, append a ones column, and solve (X^T X) W = X^T Y.")
+        g = torch.Generator().manual_seed(5)
+        q, k, v = (2.0 * torch.randn(2, 6, 8, generator=g) for _ in range(3))  # B=2, T=6, d=8
+        got = fn(q, k, v)
+        want = ndt1_by_hand.scaled_dot_product_attention(q, k, v)
+        if not _same(got, want):
+            scores = q @ k.transpose(-2, -1)
+            if torch.is_tensor(got) and got.shape == (2, 6, 6):
+                raise ExerciseError("the output is (B, T, T): those are the attention weights; "
+                                    "return weights @ v, shaped like v.")
+            _name_the_mistake(got, want, [
+                (scores.softmax(-1) @ v, "the scores are not scaled: divide q @ k^T by sqrt(d) (d = q.shape[-1]) "
+                 "before the softmax, or large dot products saturate it."),
+                ((scores / 8).softmax(-1) @ v, "the scores are divided by d; divide by sqrt(d) (math.sqrt(q.shape[-1]))."),
+                ((scores / 8 ** 0.5).softmax(-2) @ v, "the softmax runs over the wrong axis (the queries): use "
+                 "softmax(dim=-1), so each query's weights over the keys sum to 1."),
+                ((scores / 8 ** 0.5).softmax(0) @ v, "the softmax runs over the batch axis: use softmax(dim=-1), "
+                 "so each query's weights over the keys sum to 1."),
+                ((scores.transpose(-2, -1) / 8 ** 0.5).softmax(-1) @ v,
+                 "queries and keys are swapped: the scores are q @ k.transpose(-2, -1), row t for query t."),
+            ], "Compute scores = q @ k.transpose(-2, -1) / sqrt(d), weights = scores.softmax(dim=-1), "
+               "and return weights @ v.")
+        result = on_second_device(fn, tuple(t.to(SECOND_DEVICE) for t in (q, k, v)),
+                                  "Build everything from q, k and v (or create tensors with device=q.device).")
+        expect_on_device(result, "the attention output", "Build it only from q, k and v.")
 
-    return run_check("Exercise 4 (fit_linear_map)", fn, metrics.fit_linear_map, check)
+    return run_check("Exercise 4a (attention)", fn, ndt1_by_hand.scaled_dot_product_attention, check)
+
+
+def check_encoder_layer(fn):
+    """Exercise 4b: ``fn(x, layer) -> x``, one pre-norm encoder layer with ``layer``'s weights, (B, T, D)."""
+
+    def check(fn):
+        layer = _seeded_model(6, n_neurons=8, n_bins=10, n_heads=1).core.layers.layers[0]
+        x = torch.randn(3, 10, 8, generator=torch.Generator().manual_seed(6))
+        calls, stop_recording = _calls_recorded({"layer(x)": layer, "layer.self_attn(...)": layer.self_attn})
+        try:
+            with torch.no_grad():
+                got = fn(x, layer)
+        finally:
+            stop_recording()
+        with torch.no_grad():
+            want = layer(x)
+            if calls and _same(got, want):
+                raise ExerciseError(f"you called PyTorch's own module ({calls[0]}), which does the work for you; "
+                                    "write the layer from its parts: layer.norm1, layer.self_attn.in_proj_weight "
+                                    "and in_proj_bias, your attention(q, k, v), layer.self_attn.out_proj, "
+                                    "layer.norm2, layer.linear1, F.gelu and layer.linear2.")
+            if not _same(got, want):
+                attn = lambda h: ndt1_by_hand.self_attention(h, layer.self_attn)  # noqa: E731
+                feed_forward = lambda h: layer.linear2(F.gelu(layer.linear1(h)))  # noqa: E731
+                post = layer.norm1(x + attn(x))
+                relu = x + attn(layer.norm1(x))
+                _name_the_mistake(got, want, [
+                    (layer.norm2(post + feed_forward(post)), "this is a post-norm layer (LayerNorm after each "
+                     "residual sum). NDT1 uses pre-norm: normalise the *input* of each block and add the block's "
+                     "output to the un-normalised x: x = x + attention(norm1(x)); x = x + feed_forward(norm2(x))."),
+                    (feed_forward(layer.norm2(attn(layer.norm1(x)))), "the residual connections are missing: "
+                     "*add* each block's output to x (x = x + ...), do not replace x with it."),
+                    (relu + layer.linear2(F.relu(layer.linear1(layer.norm2(relu)))),
+                     "the feed-forward block uses ReLU; this layer was built with GELU (F.gelu)."),
+                    (x + attn(x) + feed_forward(layer.norm2(x + attn(x))),
+                     "attention reads x itself; it should read layer.norm1(x) (pre-norm)."),
+                ], "Pre-norm layer: h = norm1(x); q, k, v = F.linear(h, in_proj_weight, in_proj_bias).chunk(3, "
+                   "dim=-1); x = x + out_proj(attention(q, k, v)); x = x + linear2(gelu(linear1(norm2(x)))).")
+        meta_layer = copy.deepcopy(layer).to(SECOND_DEVICE)
+        result = on_second_device(fn, (x.to(SECOND_DEVICE), meta_layer),
+                                  "Use only x and the layer's own weights (they move with the model).")
+        expect_on_device(result, "the layer's output", "Build it only from x and the layer's weights.")
+
+    return run_check("Exercise 4b (encoder layer)", fn, ndt1_by_hand.encoder_layer, check)
+
+
+def check_ndt1_forward(fn):
+    """Exercise 4c: ``fn(model, spikes) -> log_rates``, the whole NDT1 forward pass with ``model``'s weights."""
+
+    def check(fn):
+        # d_model != n_neurons, so the read-in is a real linear layer; fewer bins than the model allows
+        model = _seeded_model(7, n_neurons=6, n_bins=12, d_model=8, n_layers=2, n_heads=1)
+        spikes = torch.poisson(torch.full((3, 10, 6), 1.5), generator=torch.Generator().manual_seed(7))
+        core_calls = {"model(spikes)": model, "model.core(...)": model.core, "model.core.layers(...)": model.core.layers}
+        core_calls.update({f"model.core.layers.layers[{i}](...)": layer for i, layer in enumerate(model.core.layers.layers)})
+        calls, stop_recording = _calls_recorded(core_calls)
+        try:
+            with torch.no_grad():
+                got = fn(model, spikes)
+        finally:
+            stop_recording()
+        with torch.no_grad():
+            want = model(spikes)
+            if calls and _same(got, want):
+                raise ExerciseError(f"you called the package's own transformer ({calls[0]}); run the layers "
+                                    "through your encoder_layer(x, layer), one per layer in model.core.layers.layers.")
+            if not _same(got, want):
+                def by_hand(x, final_norm=True):
+                    for layer in model.core.layers.layers:
+                        x = ndt1_by_hand.encoder_layer(x, layer)
+                    return model.read_out(model.core.norm(x) if final_norm else x)
+                tokens = model.read_in(spikes)
+                with_position = tokens + model.core.positional_encoding[:10]
+                _name_the_mistake(got, want, [
+                    (by_hand(tokens), "no positional encoding: add positional_encoding(T, D) to the tokens before "
+                     "the first layer. Without it attention cannot tell bin 3 from bin 30."),
+                    (by_hand(with_position, final_norm=False), "the final LayerNorm is missing: apply "
+                     "model.core.norm to the last layer's output, before model.read_out."),
+                    (model.read_out(model.core.norm(with_position)), "the encoder layers are skipped: run x through "
+                     "encoder_layer(x, layer) for each layer in model.core.layers.layers."),
+                ], "Steps: tokens = model.read_in(spikes); x = tokens + positional encoding; x = encoder_layer(x, "
+                   "layer) for each layer; return model.read_out(model.core.norm(x)).")
+        meta_model = copy.deepcopy(model).to(SECOND_DEVICE)
+        result = on_second_device(fn, (meta_model, spikes.to(SECOND_DEVICE)),
+                                  "A table built with torch.zeros/arange (e.g. your positional_encoding) lives on "
+                                  "the CPU: move it with .to(spikes.device), or use model.core.positional_encoding, "
+                                  "a buffer that moves with the model.")
+        expect_on_device(result, "the log-rates", "Build them from the spikes and the model's weights.")
+
+    return run_check("Exercise 4c (NDT1 forward pass)", fn, ndt1_by_hand.ndt1_forward, check)
