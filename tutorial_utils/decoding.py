@@ -204,6 +204,13 @@ def _apply(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return features @ weights[:-1] + weights[-1]
 
 
+def integrate_velocity(velocity, start_position, bin_ms: float) -> np.ndarray:
+    """Hand positions (trials, T', 2) from velocities (trials, T', 2) in units/s, starting at
+    ``start_position`` (trials, 2): position[t] = start + sum of velocity * bin width up to bin t."""
+    velocity = _numpy(velocity).astype(np.float64)
+    return _numpy(start_position)[:, None, :] + np.cumsum(velocity, axis=1) * (bin_ms / 1000.0)
+
+
 def decoding_r2(predicted, behaviour, lag_bins: int) -> float:
     """R^2 of lag-aligned predictions (trials, T - lag, d) against ``behaviour`` (trials, T, d)."""
     predicted = _numpy(predicted)
@@ -237,10 +244,11 @@ class WienerFilter:
     alpha: float
     decoder: RidgeDecoder
     validation_r2: dict = field(default_factory=dict)  # k -> best R^2 (over alphas) on the validation trials
+    design_fn: object = history_design_matrix  # (spikes, k) -> (B, T, k * N); a notebook may plug in its own
 
     @classmethod
     def fit(cls, spikes, behaviour, lag_bins: int, history_bins=(1, 2, 4, 8, 16), alphas=DEFAULT_ALPHAS,
-            val_fraction: float = 0.2, seed: int = 0) -> "WienerFilter":
+            val_fraction: float = 0.2, seed: int = 0, design_fn=history_design_matrix) -> "WienerFilter":
         """Choose k (and the ridge penalty) on a random ``val_fraction`` of the trials, then refit on all."""
         spikes = as_counts(spikes, "spikes")
         behaviour = check_behaviour(behaviour, *spikes.shape[:2])
@@ -250,18 +258,18 @@ class WienerFilter:
         val, fit = order[:n_val], order[n_val:]
         scores, best = {}, (-np.inf, None, None)
         for k in history_bins:
-            x, y = shift_by_lag(_numpy(history_design_matrix(spikes, k)).astype(np.float64), behaviour, lag_bins)
+            x, y = shift_by_lag(_numpy(design_fn(spikes, k)).astype(np.float64), behaviour, lag_bins)
             for alpha, weights in zip(alphas, _ridge_path(_flat(x[fit]), _flat(y[fit]), alphas)):
                 r2 = metrics.r2_score(_apply(x[val], weights), y[val])
                 scores[k] = max(scores.get(k, -np.inf), r2)
                 best = max(best, (r2, k, alpha), key=lambda b: b[0])
         _, k, alpha = best
-        decoder = RidgeDecoder.fit(_numpy(history_design_matrix(spikes, k)), behaviour, lag_bins, alphas=(alpha,))
-        return cls(lag_bins, k, alpha, decoder, scores)
+        decoder = RidgeDecoder.fit(_numpy(design_fn(spikes, k)), behaviour, lag_bins, alphas=(alpha,))
+        return cls(lag_bins, k, alpha, decoder, scores, design_fn)
 
     def predict(self, spikes) -> np.ndarray:
         """(trials, T, N) counts -> (trials, T - lag, d)."""
-        return self.decoder.predict(_numpy(history_design_matrix(as_counts(spikes, "spikes"), self.history_bins)))
+        return self.decoder.predict(_numpy(self.design_fn(as_counts(spikes, "spikes"), self.history_bins)))
 
     def score(self, spikes, behaviour) -> float:
         return decoding_r2(self.predict(spikes), behaviour, self.lag_bins)
