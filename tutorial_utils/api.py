@@ -193,10 +193,13 @@ class FittedStitch:
         """Weights, config and history to ``path``; :meth:`load` rebuilds it."""
         return save_checkpoint(path, self.model, self.history)
 
-    def add_session(self, n_inputs: int, n_outputs: int | None = None, name: str | None = None) -> "FittedStitch":
-        """A copy with one more (untrained) session, for adapting to a new recording."""
+    def add_session(self, n_inputs: int, n_outputs: int | None = None, name: str | None = None,
+                    seed: int = 0) -> "FittedStitch":
+        """A copy with one more (untrained) session, for adapting to a new recording; ``seed`` fixes
+        the new layers' initial weights."""
         from .models import add_session
 
+        torch.manual_seed(seed)
         return FittedStitch(model=add_session(self.model, n_inputs, n_outputs, name), history=self.history)
 
     @classmethod
