@@ -20,7 +20,6 @@ from tutorial_utils.data import load_mc_maze  # noqa: E402
 from tutorial_utils.exercises import nb3 as exercises  # noqa: E402
 from tutorial_utils.models import NDT1, NDT1Stitch, add_session, causal_attention_mask  # noqa: E402
 from tutorial_utils.runtime import get_profile  # noqa: E402
-from tutorial_utils.training import train  # noqa: E402
 
 PLANTED_LAG_MS = 100  # synthetic_maze.LAG_MS: the stand-in's hand follows its movement latents by this much
 
