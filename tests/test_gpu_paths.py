@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from tutorial_utils.batches import Batch
-from tutorial_utils import metrics
+from tutorial_utils import decoding, metrics
 from tutorial_utils.data.sessions import stack_sessions
 from tutorial_utils.exercises import nb1, nb2
 from tutorial_utils.masking import mask_time_bins
 from tutorial_utils.models import NDT1, NDT1Stitch, ndt1_by_hand, swap_session_parts
-from tutorial_utils.models.ndt1 import sinusoidal_positional_encoding
+from tutorial_utils.models.ndt1 import causal_attention_mask, sinusoidal_positional_encoding
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
 from tutorial_utils.runtime import AUTOCAST_ENV, autocast_dtype
 from tutorial_utils.training import predict_hidden_bins, train
@@ -188,6 +188,21 @@ def _run_swap(fn):
     assert _all_on_meta(*model.parameters())
 
 
+def _run_shift_by_lag(fn):
+    features, behaviour = fn(_counts(2, 10, 3).to(META), torch.randn(2, 10, 2, device=META), 4)
+    assert _all_on_meta(features, behaviour) and tuple(features.shape) == (2, 6, 3)
+
+
+def _run_causal_mask(fn):
+    mask = fn(6, META)
+    assert _all_on_meta(mask) and tuple(mask.shape) == (6, 6) and mask.dtype == torch.bool
+
+
+def _run_history_design(fn):
+    design = fn(_counts(2, 6, 2).to(META), 3)
+    assert _all_on_meta(design) and tuple(design.shape) == (2, 6, 6)
+
+
 def _numpy_runner(*args):  # numpy in, numpy out (the notebooks pass CPU arrays): no device involved
     return lambda fn: np.asarray(fn(*args))
 
@@ -204,6 +219,9 @@ EXERCISES = {
     "stack_sessions": (stack_sessions, _run_stack),
     "principal_components": (metrics.principal_components, _numpy_runner(RNG.normal(size=(9, 4)), 2)),
     "swap_session_parts": (swap_session_parts, _run_swap),
+    "shift_by_lag": (decoding.shift_by_lag, _run_shift_by_lag),
+    "causal_attention_mask": (causal_attention_mask, _run_causal_mask),
+    "history_design_matrix": (decoding.history_design_matrix, _run_history_design),
 }
 
 

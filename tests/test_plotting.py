@@ -67,6 +67,16 @@ CASES = {
     "plot_embedding_pcs": lambda: plotting.plot_embedding_pcs(
         [(RNG.normal(size=(8, 2)), ["PMd"] * 4 + ["M1"] * 4, "session A"),
          (RNG.normal(size=(5, 2)), ["M1"] * 5, "session B")]),
+    "plot_lag_curves": lambda: plotting.plot_lag_curves(
+        {"spikes": SimpleNamespace(lags=np.arange(10), r2=RNG.uniform(size=10), bin_ms=10, best_lag_ms=50)},
+        chosen_ms=50, reference_ms={"NLB": 100}),
+    "plot_velocity_traces": lambda: plotting.plot_velocity_traces(
+        RNG.normal(size=(B, T, 2)), {"ridge": RNG.normal(size=(B, T, 2))}, np.arange(T) * 10, trials=(0, 1)),
+    "plot_reach_trajectories": lambda: plotting.plot_reach_trajectories(
+        [(RNG.normal(size=(B, T, 2)).cumsum(1), "true"), (RNG.normal(size=(B, T, 2)).cumsum(1), "decoded")],
+        np.arange(B)),
+    "plot_online_check": lambda: plotting.plot_online_check(
+        RNG.normal(size=(T, 2)), RNG.normal(size=(T, 2)), RNG.normal(size=(T, 2)), 10, np.arange(T) * 10),
 }
 
 

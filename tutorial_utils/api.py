@@ -1,12 +1,18 @@
-"""Fit NDT1 to your own data in a few lines.
+"""Fit NDT1 to your own data in a few lines, and save / load what you fitted.
 
     >>> import tutorial_utils
     >>> fitted = tutorial_utils.fit_ndt1(train_counts)          # (trials, time bins, neurons)
     >>> rates = fitted.predict_rates(test_counts)                # same shape, counts per bin
+    >>> fitted.save("ndt1.pt"); again = tutorial_utils.FittedNDT1.load("ndt1.pt")
+
+A checkpoint holds the weights, the model's config dataclass (enough to rebuild it) and the
+training history; models are rebuilt with ``<ModelClass>.from_config``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +21,7 @@ from .batches import Batch
 from .data.counts import as_counts
 from .models import NDT1
 from .objectives import MaskedAutoencoding
-from .runtime import Profile, get_profile, global_random_state_kept
+from .runtime import Profile, data_dir, get_profile, global_random_state_kept
 from .training import History, predict_hidden_bins, train
 
 
@@ -23,6 +29,74 @@ from .training import History, predict_hidden_bins, train
 # that width: over a handful of dimensions they erase most of what a token says, and with one
 # neuron everything (constant predictions). Small recordings get a linear read-in to this width.
 MIN_D_MODEL = 16
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _model_classes() -> dict:
+    from .decoding import StitchDecoder
+    from .models import NDT1Stitch
+
+    return {cls.__name__: cls for cls in (NDT1, NDT1Stitch, StitchDecoder)}
+
+
+def save_checkpoint(path, model: torch.nn.Module, history: History | None = None) -> Path:
+    """Write ``model``'s weights, config and ``history`` to ``path`` (atomically: a reader never
+    sees half a file, which matters when notebooks running in parallel share the cache)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model_class": type(model).__name__, "config": asdict(model.config),
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "history": asdict(history) if history is not None else None}
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+    return path
+
+
+def load_checkpoint(path) -> tuple[torch.nn.Module, History | None]:
+    """Rebuild the model saved at ``path`` (on the CPU, in eval mode) and its history."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no saved model at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    classes = _model_classes()
+    if state.get("model_class") not in classes:
+        raise ValueError(f"{path} holds a {state.get('model_class')!r}; expected one of {sorted(classes)}")
+    cls = classes[state["model_class"]]
+    model = cls.from_config(cls.config_class(**state["config"]))
+    model.load_state_dict(state["state_dict"])
+    history = History(**state["history"]) if state["history"] is not None else None
+    return model.eval(), history
+
+
+def model_cache_path(tag: str, synthetic: bool, profile: Profile | None = None) -> Path:
+    """Where a notebook keeps a trained model for later notebooks: ``<data cache>/models/``.
+
+    The name carries the profile and whether the data were the synthetic stand-in
+    (``session.is_synthetic``), so a quick run never picks up a full one, nor real data a
+    stand-in model."""
+    profile = profile or get_profile()
+    source = "synthetic" if synthetic else "real"
+    return data_dir() / "models" / f"{tag}_{profile.name}_{source}.pt"
+
+
+def load_or_fit(path, fit, fitted_class=None):
+    """``fitted_class.load(path)`` if that works, else ``fit()`` saved to ``path``; returns (fitted, loaded).
+
+    How Notebook 3 starts from Notebook 2's model: whichever notebook runs first trains and saves,
+    the other loads (they may also run at the same time; then both train, and both saves are whole).
+    """
+    fitted_class = fitted_class or FittedStitch
+    if Path(path).exists():
+        try:
+            return fitted_class.load(path), True
+        except Exception as error:  # a model saved by an older version of the package, say
+            print(f"could not load {path} ({type(error).__name__}: {error}); training it again")
+    fitted = fit()
+    fitted.save(path)
+    return fitted, False
+
 
 
 @dataclass
@@ -51,6 +125,18 @@ class FittedNDT1:
     def latents(self, spikes) -> np.ndarray:
         """The model's latent states, (trials, time bins, d_model)."""
         return predict_hidden_bins(self.model, self._check(spikes), method="latents").numpy()
+
+    def save(self, path) -> Path:
+        """Weights, config and history to ``path``; :meth:`load` rebuilds it."""
+        return save_checkpoint(path, self.model, self.history)
+
+    @classmethod
+    def load(cls, path) -> "FittedNDT1":
+        model, history = load_checkpoint(path)
+        if not isinstance(model, NDT1):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not an NDT1")
+        return cls(model=model, history=history or History(), n_neurons=model.config.n_neurons,
+                   n_bins=model.config.n_bins)
 
 
 def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = None, seed: int = 0,
@@ -113,6 +199,28 @@ class FittedStitch:
     model: "NDT1Stitch"
     history: History
 
+    def save(self, path) -> Path:
+        """Weights, config and history to ``path``; :meth:`load` rebuilds it."""
+        return save_checkpoint(path, self.model, self.history)
+
+    def add_session(self, n_inputs: int, n_outputs: int | None = None, name: str | None = None,
+                    seed: int = 0) -> "FittedStitch":
+        """A copy with one more (untrained) session, for adapting to a new recording; ``seed`` fixes
+        the new layers' initial weights."""
+        from .models import add_session
+
+        torch.manual_seed(seed)
+        return FittedStitch(model=add_session(self.model, n_inputs, n_outputs, name), history=self.history)
+
+    @classmethod
+    def load(cls, path) -> "FittedStitch":
+        from .models import NDT1Stitch
+
+        model, history = load_checkpoint(path)
+        if not isinstance(model, NDT1Stitch):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not an NDT1Stitch")
+        return cls(model=model, history=history or History())
+
     def predict_rates(self, spikes, session: int) -> np.ndarray:
         """Rates (counts per bin) of all of session ``session``'s units, (trials, time bins, N_out[s]).
 
@@ -127,11 +235,13 @@ class FittedStitch:
         return rates[:, :, : self.model.n_outputs[session]].numpy()
 
     def refit_read_in(self, session: int, train_spikes, val_spikes, *, epochs: int, batch_size: int = 8,
-                      seed: int = 0, progress: bool = True) -> History:
+                      seed: int = 0, progress: bool = True, read_out: bool = False) -> History:
         """Re-learn only session ``session``'s read-in and the session embedding (core and read-outs
         frozen), on that session's trials (all its units, held-in first). Returns the history.
 
-        This is how a pretrained stitched model adapts to a new recording of the same kind.
+        This is how a pretrained stitched model adapts to a new recording of the same kind. For a
+        session it never saw (see :meth:`add_session`), pass ``read_out=True``: the masked-
+        autoencoding loss needs that session's read-out, so it is learned too (the core stays frozen).
         """
         from .models import trainable_only
         from .objectives import StitchedMaskedAutoencoding
@@ -141,7 +251,7 @@ class FittedStitch:
         n_out = self.model.n_outputs[session]
         train_spikes = as_counts(train_spikes, "train_spikes", n_neurons=n_out)
         val_spikes = as_counts(val_spikes, "val_spikes", n_neurons=n_out)
-        trainable_only(self.model, session)
+        trainable_only(self.model, session, read_out=read_out)
         try:
             batch = lambda x: _stitch_batch([x], [session], self.model.n_inputs, self.model.n_outputs)
             with global_random_state_kept():

@@ -2,6 +2,7 @@
 
     python -m tutorial_utils.bench nb1 --profile full     # NDT1 on Lorenz
     python -m tutorial_utils.bench nb2 --profile quick    # stitching on mc_maze
+    python -m tutorial_utils.bench nb3 --profile quick    # decoding hand velocity: every decoder, R^2 and time
     python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
     python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
 
@@ -105,6 +106,89 @@ def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
     }
 
 
+def bench_nb3(profile_name: str | None = None, seed: int = 0) -> dict:
+    """Notebook 3's decoders on mc_maze_small's test (NLB val) trials: R^2 and seconds for each.
+
+    Pretrained stitched models come from the data cache when Notebook 2/3 saved them (the result
+    says which were loaded and which were trained, with their times)."""
+    from . import decoding
+    from .api import fit_ndt1_stitch, load_or_fit, model_cache_path
+    from .data import load_mc_maze
+
+    profile, device = get_profile(profile_name), get_device()
+    seed_everything(seed)
+    names = ["mc_maze_small", "mc_maze_medium"] + (["mc_maze_large"] if profile.name == "full" else [])
+    sessions = [load_mc_maze(name, bin_ms=5) for name in names]
+    small = sessions[0]
+    train_trials, test_trials = small.trials("train"), small.trials("val")
+    velocity, bin_ms = small.hand_vel, small.bin_ms
+    pretraining, rows = {}, []
+
+    def timed(call):
+        start = time.perf_counter()
+        value = call()
+        return value, round(time.perf_counter() - start, 1)
+
+    def pretrained(tag, chosen):
+        path = model_cache_path(tag, small.is_synthetic, profile)
+        fit = lambda: fit_ndt1_stitch([s.all_spikes("train") for s in chosen], [s.all_spikes("val") for s in chosen],  # noqa: E731
+                                      n_heldout=[s.heldout_spikes.shape[2] for s in chosen], profile=profile,
+                                      seed=seed, progress=False)
+        (fitted, loaded), seconds = timed(lambda: load_or_fit(path, fit))
+        pretraining[tag] = "loaded from cache" if loaded else f"trained in {seconds} s"
+        return fitted
+
+    stitched, alone = pretrained("nb2_stitched", sessions), pretrained("nb2_small_alone", [small])
+    without = pretrained("nb3_pretrained_without_small", sessions[1:])
+    curves, lag_seconds = timed(lambda: decoding.LagCurve.mean([
+        decoding.lag_search(decoding.smooth_counts(s.heldin_spikes[s.trials("train")], 2.0),
+                            s.hand_vel[s.trials("train")], bin_ms=bin_ms) for s in sessions]))
+    lag = curves.best_lag
+
+    def ridge_row(name, model, index, causal=False, extra_seconds=0.0):
+        def fit_and_score():
+            latents = decoding.stitch_latents(model, small.heldin_spikes, index, causal=causal)
+            ridge = decoding.RidgeDecoder.fit(latents[train_trials], velocity[train_trials], lag)
+            return ridge.score(latents[test_trials], velocity[test_trials])
+        r2, seconds = timed(fit_and_score)
+        rows.append({"decoder": name, "causal": bool(causal), "r2": round(r2, 4), "seconds": seconds + extra_seconds})
+
+    ridge_row("frozen stitched + ridge", stitched.model, 0)
+    ridge_row("frozen stitched + ridge, causal mask", stitched.model, 0, causal=True)
+    ridge_row("trained on small alone + ridge", alone.model, 0)
+    adapted = without.add_session(small.heldin_spikes.shape[2], small.all_spikes().shape[2])
+    _, adapt_seconds = timed(lambda: adapted.refit_read_in(
+        len(sessions) - 1, small.all_spikes("train"), small.all_spikes("val"), epochs=profile.stitch_epochs // 2,
+        batch_size=profile.stitch_batch_size, read_out=True, progress=False))
+    ridge_row("never saw small: read-in adapted + ridge", adapted.model, len(sessions) - 1, extra_seconds=adapt_seconds)
+
+    fit_trials, stop_trials = train_trials[:60], train_trials[60:]
+    all_units = small.all_spikes()
+    for weight in (0.5, 0.0):
+        decoder, seconds = timed(lambda: decoding.fit_causal_decoder(
+            all_units[fit_trials], velocity[fit_trials], all_units[stop_trials], velocity[stop_trials],
+            lag_bins=lag, pretrained=stitched.model, session=0, n_heldout=small.heldout_spikes.shape[2],
+            poisson_weight=weight, epochs=profile.decoder_epochs, seed=seed, device=device, progress=False))
+        rows.append({"decoder": f"causal end to end (Poisson weight {weight})", "causal": True,
+                     "r2": round(decoder.score(small.heldin_spikes[test_trials], velocity[test_trials]), 4),
+                     "seconds": seconds})
+    wiener, seconds = timed(lambda: decoding.WienerFilter.fit(small.heldin_spikes[train_trials], velocity[train_trials],
+                                                             lag, history_bins=profile.wiener_history_bins))
+    rows.append({"decoder": f"Wiener filter (k = {wiener.history_bins} bins)", "causal": True,
+                 "r2": round(wiener.score(small.heldin_spikes[test_trials], velocity[test_trials]), 4),
+                 "seconds": seconds})
+
+    rows.sort(key=lambda row: -row["r2"])
+    print(f"\n{small.label}, {profile.name} profile, {len(test_trials)} test trials, lag {lag * bin_ms} ms "
+          f"(lag search {lag_seconds} s)")
+    print(f"{'decoder':45s} {'causal':>6s} {'R^2':>7s} {'fit s':>7s}")
+    for row in rows:
+        print(f"{row['decoder']:45s} {'yes' if row['causal'] else 'no':>6s} {row['r2']:7.3f} {row['seconds']:7.1f}")
+    return {"profile": profile.name, "device": str(device), "synthetic": small.is_synthetic, "sessions": names,
+            "lag_ms": lag * bin_ms, "lag_search_seconds": lag_seconds, "pretrained_models": pretraining,
+            "decoders": rows}
+
+
 def bench_maze(profile_name: str | None = None, sessions=None, bin_ms: int = 5, data_dir=None) -> dict:
     """The mc_maze data layer on the synthetic stand-in, end to end, and simple baselines.
 
@@ -171,7 +255,7 @@ def bench_real(profile_name: str | None = None, seeds=(0,)) -> dict:
     return {"profile": profile.name, "device": str(get_device()), "co_smoothing": rows, "statistics": statistics}
 
 
-BENCHMARKS = {"nb1": bench_nb1, "nb2": bench_nb2, "maze": bench_maze, "real": bench_real}
+BENCHMARKS = {"nb1": bench_nb1, "nb2": bench_nb2, "nb3": bench_nb3, "maze": bench_maze, "real": bench_real}
 
 
 def main(argv=None) -> int:

@@ -179,3 +179,77 @@ def plot_embedding_pcs(panels, title: str = "unit embeddings, first two PCs"):
         ax.legend(fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+# ---------------------------------------------------------------- Notebook 3: decoding
+
+def plot_lag_curves(curves, chosen_ms: float | None = None, reference_ms: dict | None = None):
+    """Decoding R^2 against lag. ``curves``: {label: LagCurve}; ``reference_ms``: {label: lag in ms} lines."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), constrained_layout=True)
+    for label, curve in curves.items():
+        lags_ms = np.asarray(curve.lags) * curve.bin_ms
+        line, = ax.plot(lags_ms, curve.r2, label=label)
+        ax.plot(curve.best_lag_ms, curve.r2.max(), "o", color=line.get_color())
+    for i, (label, lag_ms) in enumerate((reference_ms or {}).items()):
+        ax.axvline(lag_ms, color="grey", ls=(":", "--", "-.")[i % 3], lw=1, label=label)
+    if chosen_ms is not None:
+        ax.axvline(chosen_ms, color="k", lw=1.5, label=f"chosen: {chosen_ms:g} ms")
+    ax.set(xlabel="lag: behaviour follows activity by (ms)", ylabel="cross-validated R$^2$",
+           title="decoding R$^2$ against lag")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_velocity_traces(true_velocity, decoded: dict, time_ms, trials=(0, 1, 2)):
+    """True vs decoded velocity (x and y) on a few trials. ``decoded``: {label: (trials, T', 2)} aligned
+    with ``true_velocity`` (trials, T', 2) and ``time_ms`` (T',)."""
+    true_velocity = _numpy(true_velocity)
+    fig, axes = plt.subplots(2, len(trials), figsize=(3.6 * len(trials), 4.6), sharex=True, squeeze=False,
+                             constrained_layout=True)
+    for column, trial in enumerate(trials):
+        for row, axis_name in enumerate("xy"):
+            ax = axes[row][column]
+            ax.plot(time_ms, true_velocity[trial, :, row], color="k", lw=2, label="true")
+            for label, values in decoded.items():
+                ax.plot(time_ms, _numpy(values)[trial, :, row], lw=1, label=label)
+            ax.set(title=f"held-out trial {trial}, {axis_name}", ylabel=f"{axis_name} velocity (mm/s)",
+                   xlabel="time from movement onset (ms)")
+    axes[0][0].legend(fontsize=7)
+    return fig
+
+
+def plot_reach_trajectories(panels, condition, title: str = "hand paths integrated from velocity"):
+    """Side-by-side hand paths, coloured by reach condition. ``panels``: list of (positions
+    (trials, T, 2), panel title); ``condition``: (trials,) ints."""
+    condition = np.asarray(condition)
+    colours = plt.cm.hsv(np.linspace(0, 0.9, max(int(condition.max()) + 1, 1)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False,
+                             constrained_layout=True, sharex=True, sharey=True)
+    for ax, (positions, panel_title) in zip(axes[0], panels):
+        for trial, path in enumerate(_numpy(positions)):
+            ax.plot(*path.T, color=colours[condition[trial]], lw=1)
+            ax.plot(*path[-1], "o", ms=2.5, color=colours[condition[trial]])
+        ax.set(title=panel_title, xlabel="x (mm)", ylabel="y (mm)", aspect="equal")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_online_check(batch_output, streamed_output, perturbed_output, perturb_from: int, time_ms):
+    """Streaming decoder: batch vs bin-by-bin outputs, and the effect of changing the future.
+
+    All outputs are (T, d) for one trial; ``perturb_from`` is the first perturbed bin."""
+    batch_output, streamed_output, perturbed_output = (_numpy(x) for x in (batch_output, streamed_output,
+                                                                             perturbed_output))
+    time_ms = np.asarray(time_ms)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), constrained_layout=True)
+    axes[0].plot(time_ms, batch_output[:, 0], color="k", lw=3, alpha=0.4, label="whole trial at once")
+    axes[0].plot(time_ms, streamed_output[:, 0], color="tab:red", lw=1, ls="--", label="streamed bin by bin")
+    axes[0].set(title="online = batch", xlabel="time from movement onset (ms)", ylabel="decoded x velocity (mm/s)")
+    axes[0].legend(fontsize=8)
+    difference = np.abs(perturbed_output - batch_output).max(axis=1)
+    axes[1].plot(time_ms, difference, color="tab:purple")
+    axes[1].axvspan(time_ms[perturb_from], time_ms[-1], color="tab:orange", alpha=0.2, label="perturbed spikes")
+    axes[1].set(title="changing future spikes", xlabel="time from movement onset (ms)",
+                ylabel="|change in output| (mm/s)")
+    axes[1].legend(fontsize=8)
+    return fig

@@ -45,18 +45,21 @@ class Profile:
     # Notebook 2: stitching
     stitch_epochs: int
     stitch_batch_size: int  # small: mc_maze_small has only 75 training trials
+    # Notebook 3: decoding
+    decoder_epochs: int  # end-to-end causal decoder
+    wiener_history_bins: tuple[int, ...]  # Wiener filter lengths k tried (bins of spike history)
 
 
 PROFILES = {
     "quick": Profile(
         name="quick", lorenz_trials=600, ndt1_epochs=70, ndt1_patience=20, batch_size=32,
         ablation_trials=300, ablation_epochs=25,
-        stitch_epochs=80, stitch_batch_size=8,
+        stitch_epochs=80, stitch_batch_size=8, decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64,
         ablation_trials=2000, ablation_epochs=150,
-        stitch_epochs=400, stitch_batch_size=16,
+        stitch_epochs=400, stitch_batch_size=16, decoder_epochs=150, wiener_history_bins=(1, 2, 4, 8, 16, 32),
     ),
 }
 

@@ -13,6 +13,7 @@ for one pair per recording session.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -54,14 +55,30 @@ class TransformerCore(nn.Module):
         self.layers = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, tokens: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, causal: bool | torch.Tensor = False) -> torch.Tensor:
+        """``causal``: True applies :func:`causal_attention_mask`; a (T, T) bool tensor is used as the
+        attention mask itself (True = may not attend), e.g. one built in a notebook exercise."""
         n_bins = tokens.shape[1]
         if n_bins > self.positional_encoding.shape[0]:
             raise ValueError(f"sequence of {n_bins} bins is longer than the {self.positional_encoding.shape[0]} "
                              "the model was built for (n_bins)")
         x = self.dropout(tokens + self.positional_encoding[:n_bins])
+        if torch.is_tensor(causal):
+            return self.norm(self.layers(x, mask=causal.to(tokens.device)))
         mask = causal_attention_mask(n_bins, tokens.device) if causal else None
         return self.norm(self.layers(x, mask=mask, is_causal=causal))
+
+
+@dataclass
+class NDT1Config:
+    """Everything needed to rebuild an :class:`NDT1` (saved next to its weights)."""
+
+    n_neurons: int
+    n_bins: int
+    d_model: int | None = None
+    n_layers: int = 2
+    n_heads: int = 1
+    dropout: float = 0.1
 
 
 class NDT1(nn.Module):
@@ -75,13 +92,20 @@ class NDT1(nn.Module):
         n_layers, n_heads, dropout: transformer size and regularisation.
     """
 
+    config_class = NDT1Config
+
     def __init__(self, n_neurons: int, n_bins: int, d_model: int | None = None, n_layers: int = 2,
                  n_heads: int = 1, dropout: float = 0.1):
         super().__init__()
+        self.config = NDT1Config(n_neurons, n_bins, d_model, n_layers, n_heads, dropout)
         d_model = d_model or n_neurons
         self.read_in = nn.Identity() if d_model == n_neurons else nn.Linear(n_neurons, d_model)
         self.core = TransformerCore(d_model, n_bins, n_layers, n_heads, dropout)
         self.read_out = nn.Linear(d_model, n_neurons)
+
+    @classmethod
+    def from_config(cls, config: NDT1Config) -> "NDT1":
+        return cls(**asdict(config))
 
     def latents(self, spikes: torch.Tensor, causal: bool = False) -> torch.Tensor:
         """(B, T, N) counts -> (B, T, D) latent states (the core's output)."""

@@ -15,10 +15,26 @@ its session's weights; see :func:`per_session_weights`).
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import nn
 
 from .ndt1 import TransformerCore
+
+
+@dataclass
+class NDT1StitchConfig:
+    """Everything needed to rebuild an :class:`NDT1Stitch` (saved next to its weights)."""
+
+    n_inputs: list[int]
+    n_bins: int
+    n_outputs: list[int] | None = None
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    dropout: float = 0.1
+    session_names: list[str] | None = None
 
 
 class NDT1Stitch(nn.Module):
@@ -32,10 +48,15 @@ class NDT1Stitch(nn.Module):
     Sessions are numbered in the order given; ``session_names[i]`` is session i.
     """
 
+    config_class = NDT1StitchConfig
+
     def __init__(self, n_inputs: list[int], n_bins: int, n_outputs: list[int] | None = None,
                  d_model: int = 64, n_layers: int = 2, n_heads: int = 4, dropout: float = 0.1,
                  session_names: list[str] | None = None):
         super().__init__()
+        self.config = NDT1StitchConfig(list(n_inputs), n_bins, list(n_outputs) if n_outputs is not None else None,
+                                       d_model, n_layers, n_heads, dropout,
+                                       list(session_names) if session_names else None)
         n_outputs = list(n_outputs) if n_outputs is not None else list(n_inputs)
         if len(n_outputs) != len(n_inputs):
             raise ValueError(f"n_inputs has {len(n_inputs)} sessions but n_outputs has {len(n_outputs)}")
@@ -47,22 +68,29 @@ class NDT1Stitch(nn.Module):
         self.read_out = nn.ModuleList(nn.Linear(d_model, n, bias=True) for n in n_outputs)
         nn.init.normal_(self.session_embedding.weight, std=0.02)
 
-    def latents(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        """(B, T, max N_in) padded counts, (B,) session ids -> (B, T, D) shared latents.
+    @classmethod
+    def from_config(cls, config: NDT1StitchConfig) -> "NDT1Stitch":
+        return cls(**asdict(config))
 
-        ``spikes`` may be narrower than max N_in (e.g. one session's units only): it is zero-padded.
-        """
-        weight, bias = per_session_weights(self.read_in, session)  # (B, D, max N_in), (B, D)
-        spikes = nn.functional.pad(spikes, (0, weight.shape[2] - spikes.shape[2]))
-        tokens = torch.einsum("btn,bdn->btd", spikes, weight) + bias[:, None, :]  # trial b uses its session's read-in
+    def latents(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """(B, T, max N_in) padded counts, (B,) session ids -> (B, T, D) shared latents."""
+        spikes = nn.functional.pad(spikes, (0, max(self.n_inputs) - spikes.shape[2]))  # a batch of narrow sessions
+        # Every read-in sees the whole batch and a 0/1 weight keeps each trial's own session: no
+        # data-dependent indexing, so no GPU sync, and it runs on `meta` tensors too.
+        tokens = sum(self.read_in[s](spikes[:, :, :n]) * (session == s)[:, None, None]
+                     for s, n in enumerate(self.n_inputs))
         tokens = tokens + self.session_embedding(session)[:, None, :]
         return self.core(tokens, causal=causal)
 
     def forward(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False) -> torch.Tensor:
         """(B, T, max N_in), (B,) -> (B, T, max N_out) log-rates; padded units get log-rate 0."""
-        latents = self.latents(spikes, session, causal)
-        weight, bias = per_session_weights(self.read_out, session)  # (B, max N_out, D), (B, max N_out)
-        return torch.einsum("btd,bnd->btn", latents, weight) + bias[:, None, :]
+        return self.log_rates_from_latents(self.latents(spikes, session, causal), session)
+
+    def log_rates_from_latents(self, latents: torch.Tensor, session: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) latents, (B,) -> (B, T, max N_out) log-rates through each session's read-out."""
+        width = max(self.n_outputs)
+        return sum(nn.functional.pad(self.read_out[s](latents), (0, width - n)) * (session == s)[:, None, None]
+                   for s, n in enumerate(self.n_outputs))
 
     def unit_embeddings(self, s: int, layer: str = "read_out") -> torch.Tensor:
         """One D-dim vector per unit of session s, from its read-out (N_out[s], D) or read-in (N_in[s], D).
@@ -119,10 +147,31 @@ def swap_session_parts(model: NDT1Stitch, source: int, target: int) -> None:
         model.session_embedding.weight[target] = model.session_embedding.weight[source]
 
 
-def trainable_only(model: NDT1Stitch, session: int) -> None:
-    """Freeze everything but session ``session``'s read-in and the session embedding."""
+def trainable_only(model: NDT1Stitch, session: int, read_out: bool = False) -> None:
+    """Freeze everything but session ``session``'s read-in and the session embedding (and, with
+    ``read_out=True``, its read-out: needed for a session the model has never seen)."""
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for parameter in model.read_in[session].parameters():
         parameter.requires_grad_(True)
     model.session_embedding.weight.requires_grad_(True)
+    if read_out:
+        for parameter in model.read_out[session].parameters():
+            parameter.requires_grad_(True)
+
+
+def add_session(model: NDT1Stitch, n_inputs: int, n_outputs: int | None = None, name: str | None = None) -> NDT1Stitch:
+    """A copy of ``model`` with one more session (last index): freshly initialised read-in,
+    read-out and embedding for it; every trained weight copied. How a new recording joins."""
+    config = model.config
+    outputs = list(config.n_outputs or config.n_inputs) + [n_outputs or n_inputs]
+    names = list(model.session_names) + [name or f"session {len(model.n_inputs)}"]
+    bigger = NDT1Stitch(config.n_inputs + [n_inputs], config.n_bins, outputs, config.d_model, config.n_layers,
+                        config.n_heads, config.dropout, names)
+    state = model.state_dict()
+    with torch.no_grad():
+        state["session_embedding.weight"] = torch.cat([state["session_embedding.weight"],
+                                                      bigger.session_embedding.weight[-1:].detach().cpu()])
+    missing, unexpected = bigger.load_state_dict(state, strict=False)
+    assert not unexpected and all(f".{len(model.n_inputs)}." in key for key in missing), (missing, unexpected)
+    return bigger
