@@ -20,7 +20,7 @@ from tutorial_utils import decoding, metrics
 from tutorial_utils.data.sessions import stack_sessions
 from tutorial_utils.exercises import nb1, nb2
 from tutorial_utils.masking import mask_time_bins
-from tutorial_utils.models import NDT1, NDT1Stitch, ndt1_by_hand, swap_session_parts
+from tutorial_utils.models import NDT1, NDT1Stitch, add_session, ndt1_by_hand, swap_session_parts
 from tutorial_utils.models.ndt1 import causal_attention_mask, sinusoidal_positional_encoding
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
 from tutorial_utils.runtime import AUTOCAST_ENV, autocast_dtype
@@ -330,3 +330,13 @@ def test_a_crash_is_reported_at_the_learners_own_line(capsys):
     out = capsys.readouterr().out
     line = crashes.__code__.co_firstlineno + 2
     assert f"line {line}: 'return torch.einsum(" in out, out
+
+
+def test_adding_a_session_keeps_the_model_on_its_device():
+    # a GPU bug once: the new session's embedding row was taken to the CPU and concatenated with
+    # the CUDA model's rows (Notebook 3's leave-one-session-out crashed on Colab)
+    model = NDT1Stitch([3, 5], 10, d_model=8, n_heads=2).to(META)
+    bigger = add_session(model, 4, 6)
+    assert _all_on_meta(*bigger.parameters()) and bigger.n_inputs == [3, 5, 4]
+    spikes, session = _counts(2, 10, 5).to(META), torch.tensor([2, 0], device=META)
+    assert bigger(spikes, session).device == META

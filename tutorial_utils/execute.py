@@ -65,8 +65,11 @@ def _failure(error: Exception, notebook) -> str:
 
 
 def save_html(notebook, path: Path) -> None:
-    from nbconvert import HTMLExporter  # imported here: only the main job needs it
-
+    try:
+        from nbconvert import HTMLExporter  # imported here: only the main job needs it
+    except ImportError:  # a bare kernel environment: the .ipynb and figures are still saved
+        print(f"note: {path.name} not written: nbconvert is not installed (pip install nbconvert)")
+        return
     exporter = HTMLExporter(embed_images=True)  # outputs are inline already; this embeds markdown images too
     body, _ = exporter.from_notebook_node(notebook)
     path.write_text(body, encoding="utf-8")

@@ -166,12 +166,13 @@ def add_session(model: NDT1Stitch, n_inputs: int, n_outputs: int | None = None, 
     config = model.config
     outputs = list(config.n_outputs or config.n_inputs) + [n_outputs or n_inputs]
     names = list(model.session_names) + [name or f"session {len(model.n_inputs)}"]
+    device = model.session_embedding.weight.device  # the copy lives where the model lives (GPU, CPU, meta)
     bigger = NDT1Stitch(config.n_inputs + [n_inputs], config.n_bins, outputs, config.d_model, config.n_layers,
-                        config.n_heads, config.dropout, names)
+                        config.n_heads, config.dropout, names).to(device)
     state = model.state_dict()
     with torch.no_grad():
         state["session_embedding.weight"] = torch.cat([state["session_embedding.weight"],
-                                                      bigger.session_embedding.weight[-1:].detach().cpu()])
+                                                      bigger.session_embedding.weight[-1:].detach()])
     missing, unexpected = bigger.load_state_dict(state, strict=False)
     assert not unexpected and all(f".{len(model.n_inputs)}." in key for key in missing), (missing, unexpected)
     return bigger
