@@ -170,6 +170,33 @@ def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,
 
 # ---------------------------------------------------------------- is the stand-in as hard as this?
 
+# How close the synthetic stand-in's statistics must be to the real file's (tests/test_yardstick.py):
+# relative for the median rate, absolute for the others.
+STAND_IN_TOLERANCE = {"rate_hz_median": 0.3, "empty_bins": 0.02, "fano_100ms": 0.2, "psth_fraction": 0.02}
+
+
+def load_stand_in_yardstick() -> Yardstick:
+    """The synthetic stand-in's mc_maze_small test file (generated in a temporary folder), binned and
+    split exactly as the real file, so the two can be compared number for number."""
+    from .data import synthetic_maze
+    from .data.maze_catalogue import dandi_paths, session_dir
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = session_dir("mc_maze_small", synthetic=True, data_dir=scratch)
+        synthetic_maze.generate_session("mc_maze_small", folder, *dandi_paths("mc_maze_small"))
+        return load_yardstick(folder / dandi_paths("mc_maze_small")[1])
+
+
+def stand_in_mismatches(real: dict, stand_in: dict) -> dict[str, tuple[float, float]]:
+    """The statistics (name -> (real, stand-in)) on which the stand-in is outside STAND_IN_TOLERANCE."""
+    out = {}
+    for key, tolerance in STAND_IN_TOLERANCE.items():
+        gap = abs(stand_in[key] - real[key]) / (real[key] if key == "rate_hz_median" else 1.0)
+        if gap > tolerance:
+            out[key] = (real[key], stand_in[key])
+    return out
+
+
 def spiking_statistics(counts, bin_ms: float = BIN_MS) -> dict[str, float]:
     """The statistics that decide how hard co-smoothing is, for (trials, bins, units) counts.
 
