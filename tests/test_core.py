@@ -7,7 +7,7 @@ import torch
 
 from tutorial_utils import metrics
 from tutorial_utils.batches import Batch
-from tutorial_utils.data import as_counts, make_lorenz_dataset
+from tutorial_utils.data import as_counts, make_lorenz_config, make_lorenz_dataset
 from tutorial_utils.masking import mask_time_bins
 from tutorial_utils.models import NDT1, causal_attention_mask, sinusoidal_positional_encoding
 from tutorial_utils.objectives import MaskedAutoencoding, masked_poisson_loss
@@ -38,6 +38,17 @@ def test_as_counts_accepts_integers_and_checks_neurons():
 
 
 # --- data -------------------------------------------------------------------------------------
+
+def test_lfads_lorenz_configuration_is_the_benchmark_shape_and_sparse():
+    lfads = make_lorenz_config("lfads")
+    assert lfads.spikes.shape == (1560, 50, 29) and len(lfads.trials("train")) == 1248 and lfads.bin_ms == 10
+    mean_rate_hz = lfads.spikes.mean() * 1000 / lfads.bin_ms
+    assert 5 < mean_rate_hz < 9  # ~7 Hz, against ~27 Hz in the course's default
+    assert (lfads.spikes == 0).mean() > 0.9
+    assert make_lorenz_config("course", n_trials=10).spikes.shape == (10, 50, 64)
+    with pytest.raises(ValueError, match="lfads"):
+        make_lorenz_config("LFADS")
+
 
 def test_lorenz_is_seeded_and_consistent():
     a, b = make_lorenz_dataset(20, seed=3), make_lorenz_dataset(20, seed=3)

@@ -14,6 +14,11 @@ from tutorial_utils.objectives import StitchedMaskedAutoencoding
 from tutorial_utils.runtime import get_profile
 
 
+# Lightly regularised, so 40 epochs suffice here (the default recipe is for small data and trains longer).
+LIGHT_RECIPE = get_profile("quick", stitch_batch_size=16, stitch_d_model=64, stitch_dropout=0.1,
+                           stitch_input_dropout=0.0)
+
+
 def test_stack_sessions_pads_units_and_tags_sessions():
     spikes, session = stack_sessions([np.ones((2, 4, 3)), 2 * np.ones((1, 4, 5))])
     assert spikes.shape == (3, 4, 5) and session.tolist() == [0, 0, 1]
@@ -52,6 +57,39 @@ def test_stitched_objective_scores_heldout_units_everywhere_and_never_padding():
     assert scored[:, 0].sum() == 2 and torch.equal(scored[:, 0], scored[:, 1])  # inputs: masked bins only
 
 
+def test_input_dropout_hides_whole_units_while_training_only():
+    model = NDT1Stitch([400], n_bins=10, n_outputs=[400], d_model=4, n_heads=1)
+    seen = {}
+    model.forward = lambda inputs, session: seen.setdefault("inputs", inputs) * 0  # record what the model is shown
+    batch = Batch(torch.ones(3, 10, 400), session=torch.zeros(3, dtype=torch.long))
+    objective = StitchedMaskedAutoencoding(0.2, input_dropout=0.25)
+    objective(model.train(), batch, torch.Generator().manual_seed(0))
+    shown = seen.pop("inputs")
+    unit_on = shown.amax(dim=1) > 0  # (trials, units): a dropped unit is zero on every bin
+    kept = unit_on.float().mean(1)  # each unit is dropped with probability 0.25, independently per trial
+    assert ((kept > 0.68) & (kept < 0.82)).all() and not torch.equal(unit_on[0], unit_on[1])
+    torch.testing.assert_close(shown.amax(), torch.tensor(1 / 0.75))  # the kept units are scaled up
+    objective(model.eval(), batch, torch.Generator().manual_seed(0))
+    assert (seen.pop("inputs").amax(dim=1) > 0).all()  # no unit dropout in eval mode (validation)
+    with pytest.raises(ValueError, match="input_dropout"):
+        StitchedMaskedAutoencoding(0.2, input_dropout=1.0)
+
+
+def test_fit_ndt1_stitch_takes_its_recipe_from_the_profile():
+    data = make_lorenz_dataset(40, n_bins=20, n_neurons=12, seed=3)
+    profile = get_profile("quick", stitch_d_model=16, stitch_dropout=0.25, stitch_epochs=50, stitch_max_steps=12,
+                          stitch_batch_size=8)
+    fitted = tutorial_utils.fit_ndt1_stitch([data.spikes[:32]], [data.spikes[32:]], profile=profile, progress=False)
+    assert fitted.model.read_in[0].out_features == 16 and fitted.model.core.dropout.p == 0.25
+    assert len(fitted.history.train_loss) == 3  # 12 steps of 4 batches: the step budget
+    explicit = tutorial_utils.fit_ndt1_stitch([data.spikes[:32]], [data.spikes[32:]], profile=profile, epochs=5,
+                                              d_model=8, progress=False)
+    assert len(explicit.history.train_loss) == 5  # an explicit length is not capped
+    assert explicit.model.read_in[0].out_features == 8
+    with pytest.raises(ValueError, match="d_model"):
+        tutorial_utils.fit_ndt1_stitch([data.spikes], d_model=0)
+
+
 def test_swap_and_freeze():
     torch.manual_seed(0)
     model = NDT1Stitch([3, 5], n_bins=4, d_model=8, n_heads=2)
@@ -68,7 +106,7 @@ def test_fit_ndt1_stitch_on_sessions_of_different_sizes():
     sessions = [make_lorenz_dataset(160, n_neurons=n, seed=20 + i) for i, n in enumerate([20, 35])]
     fitted = tutorial_utils.fit_ndt1_stitch([d.spikes[d.trials("train")] for d in sessions],
                                             [d.spikes[d.trials("val")] for d in sessions],
-                                            profile=get_profile("quick", stitch_batch_size=16), epochs=40,
+                                            profile=LIGHT_RECIPE, epochs=40,
                                             progress=False)
     for s, d in enumerate(sessions):
         rates = fitted.predict_rates(d.spikes[d.trials("test")], s)

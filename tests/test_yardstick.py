@@ -48,3 +48,13 @@ def test_spiking_statistics_of_the_real_file(real):
     statistics = yardstick.spiking_statistics(real.counts)
     assert 2.5 < statistics["rate_hz_median"] < 4.5  # 3.3 Hz: sparse, as real recordings are
     assert 0.94 < statistics["empty_bins"] < 0.97
+
+
+def test_the_stand_in_is_as_hard_as_the_real_file(real):
+    """The synthetic stand-in's test file, binned and split like the real one, has the real file's
+    firing rates, sparseness, trial-to-trial variability and PSTH share (yardstick.STAND_IN_TOLERANCE)."""
+    stand_in = yardstick.load_stand_in_yardstick()
+    assert stand_in.counts.shape == real.counts.shape
+    mismatches = yardstick.stand_in_mismatches(yardstick.spiking_statistics(real.counts),
+                                               yardstick.spiking_statistics(stand_in.counts))
+    assert mismatches == {}, f"stand-in statistics outside tolerance, (real, stand-in): {mismatches}"

@@ -10,6 +10,7 @@ training history; models are rebuilt with ``<ModelClass>.from_config``.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -147,7 +148,8 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
         train_spikes: integer counts shaped (trials, time bins, neurons) (numpy or torch).
         val_spikes: optional held-out trials with the same neurons, for early stopping; when
             omitted, the last 10% of the training trials are held out for it.
-        profile: "quick" or "full" (see runtime.py) sets the training length.
+        profile: "quick" or "full" (see runtime.py) sets the training length and regularisation
+            (ndt1_epochs, ndt1_patience, batch_size, ndt1_dropout, ndt1_input_dropout).
         seed: makes the run reproducible (exactly, on CPU); the caller's global random state is
             left as it was.
     The latent width is the number of neurons, as in NDT1, but at least ``MIN_D_MODEL`` (so a
@@ -171,10 +173,10 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
     n_bins = train_spikes.shape[1]
     with global_random_state_kept():  # seeding below must not change the caller's random numbers
         torch.manual_seed(seed)  # the initial weights
-        model = NDT1(n_neurons, n_bins, d_model=max(n_neurons, MIN_D_MODEL))
+        model = NDT1(n_neurons, n_bins, d_model=max(n_neurons, MIN_D_MODEL), dropout=profile.ndt1_dropout)
         history = train(
             model, Batch(train_spikes), Batch(val_spikes) if val_spikes is not None else None,
-            MaskedAutoencoding(mask_ratio), epochs=profile.ndt1_epochs, batch_size=profile.batch_size,
+            MaskedAutoencoding(mask_ratio, input_dropout=profile.ndt1_input_dropout), epochs=profile.ndt1_epochs, batch_size=profile.batch_size,
             patience=profile.ndt1_patience if val_spikes is not None else None, seed=seed,
             progress=progress, desc="fit_ndt1",
         )
@@ -275,22 +277,29 @@ class FittedStitch:
 
 
 def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n_heldout: list[int] | None = None,
-                    profile: str | Profile | None = None, seed: int = 0, d_model: int = 64,
-                    epochs: int | None = None, lr: float = 3e-3, progress: bool = True) -> FittedStitch:
+                    profile: str | Profile | None = None, seed: int = 0, d_model: int | None = None,
+                    epochs: int | None = None, lr: float = 3e-3,
+                    progress: bool = True) -> FittedStitch:
     """Train one NDT1-stitch on several sessions with different numbers of units.
+
+    The training recipe (width, dropout, input-unit dropout, batch size, epochs, patience) comes
+    from the profile (runtime.Profile's ``stitch_*`` fields).
 
     Args:
         train_sessions: list of count arrays (trials_s, T, N_s), one per session, same T.
-        val_sessions: matching held-out trials per session (same units); when omitted, the last
-            10% of each session's trials are held out.
+        val_sessions: matching held-out trials per session (same units), for early stopping; when
+            omitted, the last 10% of each session's trials are held out.
         n_heldout: per session, how many of its *last* units are never given as input, only
             predicted (NLB's held-out units, for co-smoothing); default 0.
-        profile, seed: as in :func:`fit_ndt1`; ``epochs`` (a positive whole number) overrides the
-            profile's stitch_epochs; None keeps the profile's.
-        d_model, lr: width of the shared latent space, and the peak learning rate.
+        profile, seed: as in :func:`fit_ndt1`; ``epochs`` and ``d_model`` (positive whole numbers)
+            override the profile's stitch_epochs and stitch_d_model; None keeps the profile's (the
+            profile's epochs are cut to fit its stitch_max_steps, so several large sessions train for
+            fewer epochs).
+        lr: the peak learning rate (cosine decay over the epochs).
     Raises:
         ValueError: for no sessions, bad counts (see :func:`fit_ndt1`), sessions of different
-            lengths, val sessions that do not match their train sessions, or a bad n_heldout/epochs.
+            lengths, val sessions that do not match their train sessions, or a bad
+            n_heldout/epochs/d_model.
     """
     from .models import NDT1Stitch
     from .objectives import StitchedMaskedAutoencoding
@@ -298,7 +307,10 @@ def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n
     if isinstance(train_sessions, (np.ndarray, torch.Tensor)) or len(train_sessions) == 0:
         raise ValueError("train_sessions: expected a non-empty list of count arrays, one (trials, time bins, units) "
                          f"array per session; got {_describe(train_sessions)}")
-    epochs = None if epochs is None else _positive_int(epochs, "epochs")
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    epochs_given = epochs
+    epochs = profile.stitch_epochs if epochs is None else _positive_int(epochs, "epochs")
+    d_model = profile.stitch_d_model if d_model is None else _positive_int(d_model, "d_model")
     train_sessions = [as_counts(s, f"train_sessions[{i}]") for i, s in enumerate(train_sessions)]
     if val_sessions is None:
         cut = [max(1, s.shape[0] // 10) for s in train_sessions]
@@ -319,13 +331,16 @@ def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n
     def batches(sessions):
         return _stitch_batch(sessions, list(range(len(sessions))), n_inputs, n_outputs)
 
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    if epochs_given is None and profile.stitch_max_steps is not None:  # the profile's length, within its step budget
+        steps_per_epoch = sum(math.ceil(len(s) / profile.stitch_batch_size) for s in train_sessions)
+        epochs = max(1, min(epochs, profile.stitch_max_steps // steps_per_epoch))
+    objective = StitchedMaskedAutoencoding(0.2, input_dropout=profile.stitch_input_dropout)
     with global_random_state_kept():  # seeding below must not change the caller's random numbers
         torch.manual_seed(seed)
-        model = NDT1Stitch(n_inputs, train_sessions[0].shape[1], n_outputs=n_outputs, d_model=d_model)
-        history = train(model, batches(train_sessions), batches(val_sessions), StitchedMaskedAutoencoding(0.2),
-                        epochs=profile.stitch_epochs if epochs is None else epochs,
-                        batch_size=profile.stitch_batch_size, lr=lr, patience=profile.ndt1_patience, seed=seed,
+        model = NDT1Stitch(n_inputs, train_sessions[0].shape[1], n_outputs=n_outputs, d_model=d_model,
+                           dropout=profile.stitch_dropout)
+        history = train(model, batches(train_sessions), batches(val_sessions), objective, epochs=epochs,
+                        batch_size=profile.stitch_batch_size, lr=lr, patience=profile.stitch_patience, seed=seed,
                         progress=progress, desc="fit_ndt1_stitch")
     return FittedStitch(model=model, history=history)
 

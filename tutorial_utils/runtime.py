@@ -32,19 +32,29 @@ AUTOCAST_DTYPES = {"off": None, "float32": None, "bfloat16": torch.bfloat16, "fl
 
 @dataclass(frozen=True)
 class Profile:
-    """Every size knob of the course in one place (read by the notebooks and the benchmark)."""
+    """Every size and training-recipe knob of the course in one place (read by the notebooks,
+    ``fit_ndt1`` / ``fit_ndt1_stitch`` and the benchmarks)."""
 
     name: str
-    # Notebook 1: NDT1 on Lorenz
+    # Notebook 1: NDT1 on Lorenz (and fit_ndt1)
     lorenz_trials: int
     ndt1_epochs: int
     ndt1_patience: int
     batch_size: int
     ablation_trials: int  # the recipe ablation (ablation.py): 5 NDT1s, each this many trials...
     ablation_epochs: int  # ...and at most this many epochs
-    # Notebook 2: stitching
+    ndt1_dropout: float  # fit_ndt1: dropout inside the transformer
+    ndt1_input_dropout: float  # fit_ndt1: fraction of input units hidden per training trial
+    # Notebook 2: stitching (fit_ndt1_stitch). The recipe is for small data (mc_maze_small has 75
+    # training trials): a narrow model, strong dropout, input-unit dropout, small batches and
+    # long training with a cosine schedule, chosen on the real-data yardstick (yardstick.py).
     stitch_epochs: int
-    stitch_batch_size: int  # small: mc_maze_small has only 75 training trials
+    stitch_max_steps: int | None  # caps the epochs on big data (many sessions) so a fit keeps its time budget
+    stitch_batch_size: int
+    stitch_patience: int  # epochs without a better validation loss before stopping
+    stitch_d_model: int  # width of the shared latent space
+    stitch_dropout: float  # dropout inside the transformer core
+    stitch_input_dropout: float  # fraction of input units hidden per training trial (objectives.py)
     # Notebook 3: decoding
     decoder_epochs: int  # end-to-end causal decoder
     wiener_history_bins: tuple[int, ...]  # Wiener filter lengths k tried (bins of spike history)
@@ -52,14 +62,18 @@ class Profile:
 
 PROFILES = {
     "quick": Profile(
-        name="quick", lorenz_trials=600, ndt1_epochs=70, ndt1_patience=20, batch_size=32,
-        ablation_trials=300, ablation_epochs=25,
-        stitch_epochs=80, stitch_batch_size=8, decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
+        name="quick", lorenz_trials=600, ndt1_epochs=70, ndt1_patience=20, batch_size=32, ndt1_dropout=0.1,
+        ndt1_input_dropout=0.0, ablation_trials=300, ablation_epochs=25,
+        stitch_epochs=200, stitch_max_steps=2000, stitch_batch_size=8, stitch_patience=50, stitch_d_model=32,
+        stitch_dropout=0.3, stitch_input_dropout=0.3,
+        decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
     ),
     "full": Profile(
-        name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64,
-        ablation_trials=2000, ablation_epochs=150,
-        stitch_epochs=400, stitch_batch_size=16, decoder_epochs=150, wiener_history_bins=(1, 2, 4, 8, 16, 32),
+        name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64, ndt1_dropout=0.1,
+        ndt1_input_dropout=0.0, ablation_trials=2000, ablation_epochs=150,
+        stitch_epochs=600, stitch_max_steps=None, stitch_batch_size=8, stitch_patience=100, stitch_d_model=32,
+        stitch_dropout=0.3, stitch_input_dropout=0.3,
+        decoder_epochs=150, wiener_history_bins=(1, 2, 4, 8, 16, 32),
     ),
 }
 

@@ -1,11 +1,11 @@
 """Datasets of the course: every loader returns spike counts shaped (trials, time bins, neurons)."""
 from .counts import as_counts
 from .dandi import download_session
-from .lorenz import LorenzDataset, make_lorenz_dataset
+from .lorenz import LORENZ_CONFIGS, LorenzDataset, make_lorenz_config, make_lorenz_dataset
 from .maze_catalogue import MazeDataError, MazeDataUnavailable
 from .mc_maze import MazeSession, load_mc_maze
 from .nlb import evaluate_rates, mean_rate_baseline, smoothing_baseline, smoothing_glm
 
-__all__ = ["as_counts", "LorenzDataset", "make_lorenz_dataset", "MazeDataError", "MazeDataUnavailable",
+__all__ = ["as_counts", "LORENZ_CONFIGS", "LorenzDataset", "make_lorenz_config", "make_lorenz_dataset", "MazeDataError", "MazeDataUnavailable",
            "MazeSession", "download_session", "evaluate_rates", "load_mc_maze", "mean_rate_baseline",
            "smoothing_baseline", "smoothing_glm"]
