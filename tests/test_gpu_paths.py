@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from tutorial_utils.batches import Batch
-from tutorial_utils import decoding, metrics
+from tutorial_utils import decoding
 from tutorial_utils.data.sessions import stack_sessions
 from tutorial_utils.exercises import nb1, nb2
 from tutorial_utils.masking import mask_time_bins
-from tutorial_utils.models import NDT1, NDT1Stitch, add_session, ndt1_by_hand, swap_session_parts
+from tutorial_utils.models import NDT1, NDT1Stitch, add_session, ndt1_by_hand, stitch_forward, swap_session_parts
 from tutorial_utils.models.ndt1 import causal_attention_mask, sinusoidal_positional_encoding
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
 from tutorial_utils.runtime import AUTOCAST_ENV, autocast_dtype
@@ -177,9 +177,11 @@ def _run_ndt1_forward(fn):
     assert _all_on_meta(out) and tuple(out.shape) == (3, 10, 6)
 
 
-def _run_stack(fn):
-    spikes, session = fn([_counts(2, 5, 3).to(META), _counts(3, 5, 4).to(META)])
-    assert _all_on_meta(spikes, session) and tuple(spikes.shape) == (5, 5, 4)
+def _run_stitch_forward(fn):
+    model = NDT1Stitch([3, 5], 10, n_outputs=[4, 7], d_model=8, n_heads=2).to(META).eval()
+    spikes, session = stack_sessions([_counts(2, 10, 3), _counts(3, 10, 5)])
+    out = fn(model, spikes.to(META), session.to(META))
+    assert _all_on_meta(out) and tuple(out.shape) == (5, 10, 7)
 
 
 def _run_swap(fn):
@@ -203,11 +205,6 @@ def _run_history_design(fn):
     assert _all_on_meta(design) and tuple(design.shape) == (2, 6, 6)
 
 
-def _numpy_runner(*args):  # numpy in, numpy out (the notebooks pass CPU arrays): no device involved
-    return lambda fn: np.asarray(fn(*args))
-
-
-RNG = np.random.default_rng(0)
 # Every exercise of every notebook, by the solution's function name: (reference, run on meta).
 EXERCISES = {
     "mask_time_bins": (mask_time_bins, _run_mask),
@@ -216,8 +213,7 @@ EXERCISES = {
     "attention": (ndt1_by_hand.scaled_dot_product_attention, _run_attention),
     "encoder_layer": (ndt1_by_hand.encoder_layer, _run_encoder_layer),
     "ndt1_forward": (ndt1_by_hand.ndt1_forward, _run_ndt1_forward),
-    "stack_sessions": (stack_sessions, _run_stack),
-    "principal_components": (metrics.principal_components, _numpy_runner(RNG.normal(size=(9, 4)), 2)),
+    "stitch_forward": (stitch_forward, _run_stitch_forward),
     "swap_session_parts": (swap_session_parts, _run_swap),
     "shift_by_lag": (decoding.shift_by_lag, _run_shift_by_lag),
     "causal_attention_mask": (causal_attention_mask, _run_causal_mask),

@@ -67,6 +67,9 @@ CASES = {
     "plot_embedding_pcs": lambda: plotting.plot_embedding_pcs(
         [(RNG.normal(size=(8, 2)), ["PMd"] * 4 + ["M1"] * 4, "session A"),
          (RNG.normal(size=(5, 2)), ["M1"] * 5, "session B")]),
+    "plot_embedding_pcs (numbers, shared axes)": lambda: plotting.plot_embedding_pcs(
+        [(RNG.normal(size=(8, 2)), RNG.normal(size=8), "session A"),
+         (RNG.normal(size=(5, 2)), RNG.normal(size=5), "session B")], colour_label="true weight", shared_axes=True),
     "plot_lag_curves": lambda: plotting.plot_lag_curves(
         {"spikes": SimpleNamespace(lags=np.arange(10), r2=RNG.uniform(size=10), bin_ms=10, best_lag_ms=50)},
         chosen_ms=50, reference_ms={"NLB": 100}),

@@ -9,7 +9,7 @@ from tutorial_utils.batches import Batch
 from tutorial_utils.exercises import nb2 as exercises
 from tutorial_utils.data import make_lorenz_dataset
 from tutorial_utils.data.sessions import stack_sessions
-from tutorial_utils.models import NDT1Stitch, swap_session_parts, trainable_only
+from tutorial_utils.models import NDT1Stitch, stitch_forward, swap_session_parts, trainable_only
 from tutorial_utils.objectives import StitchedMaskedAutoencoding
 from tutorial_utils.runtime import get_profile
 
@@ -120,19 +120,72 @@ def test_fit_ndt1_stitch_on_sessions_of_different_sizes():
         tutorial_utils.fit_ndt1_stitch([np.zeros((20, 5, 3))], [np.zeros((5, 5, 4))])
 
 
-def test_notebook2_exercise_checks(capsys):
-    assert exercises.check_stack_sessions(stack_sessions) is stack_sessions
-    assert exercises.check_principal_components(metrics.principal_components) is metrics.principal_components
-    assert exercises.check_swap_session_parts(swap_session_parts) is swap_session_parts
+def _routing(read_in_of=None, read_out_of=None, embedding=True, input_columns=None, pad_value=0.0):
+    """A learner's stitch_forward with one typical mistake (none with the defaults)."""
+    def stitch_forward(model, spikes, session):
+        read_in_ids = session if read_in_of is None else read_in_of(session)
+        read_out_ids = session if read_out_of is None else read_out_of(session)
+        tokens = torch.zeros(*spikes.shape[:2], model.session_embedding.embedding_dim, device=spikes.device)
+        for s, layer in enumerate(model.read_in):
+            columns = (input_columns or (lambda layer, spikes: spikes[:, :, :layer.in_features]))(layer, spikes)
+            tokens = tokens + layer(columns) * (read_in_ids == s)[:, None, None]
+        if embedding:
+            tokens = tokens + model.session_embedding(session)[:, None, :]
+        latents = model.core(tokens)
+        width = max(layer.out_features for layer in model.read_out)
+        log_rates = torch.full((*latents.shape[:2], width), pad_value, device=spikes.device)
+        for s, layer in enumerate(model.read_out):
+            chosen = (read_out_ids == s)[:, None, None]
+            log_rates[..., :layer.out_features] = torch.where(chosen, layer(latents), log_rates[..., :layer.out_features])
+        return log_rates
+    return stitch_forward
 
-    def uncentered(x, n_components=2):
-        return x @ np.linalg.svd(x, full_matrices=False)[2][:n_components].T
+
+def _last_columns(layer, spikes):  # the last n columns: includes the padding of narrower sessions
+    return spikes[:, :, spikes.shape[2] - layer.in_features:]
+
+
+def _cpu_zeros(model, spikes, session):  # right numbers, but a buffer created on the CPU
+    log_rates = torch.zeros(*spikes.shape[:2], max(model.n_outputs))
+    return log_rates + stitch_forward(model, spikes, session)
+
+
+@pytest.mark.parametrize("mistake, message", [
+    (_routing(read_in_of=lambda session: torch.zeros_like(session)), "every trial went through read_in[0]"),
+    (_routing(read_in_of=lambda session: torch.full_like(session, int(session[0]))), "every trial went through read_in[1]"),
+    (_routing(read_out_of=lambda session: torch.full_like(session, 2)), "every trial went through read_out[2]"),
+    (_routing(embedding=False), "session embedding is missing"),
+    (_routing(input_columns=_last_columns), "padding columns are not ignored"),
+    (_routing(pad_value=-1.0), "padded output columns are not 0"),
+    (_cpu_zeros, "would crash on a GPU"),
+])
+def test_routing_check_names_each_typical_mistake(mistake, message, capsys):
+    assert exercises.check_stitch_forward(mistake) is stitch_forward
+    out = capsys.readouterr().out
+    assert "[x] Exercise 1 (stitch_forward)" in out and message in out, out
+
+
+def test_routing_check_passes_the_reference_and_a_learner_version(capsys):
+    assert exercises.check_stitch_forward(stitch_forward) is stitch_forward
+    correct = _routing()
+    assert exercises.check_stitch_forward(correct) is correct
+    assert capsys.readouterr().out.count("[ok]") == 2
+
+
+def test_stitch_forward_equals_the_model():
+    torch.manual_seed(0)
+    model = NDT1Stitch([3, 5], n_bins=6, n_outputs=[4, 7], d_model=8, n_heads=2).eval()
+    spikes, session = stack_sessions([torch.poisson(torch.ones(2, 6, 3)), torch.poisson(torch.ones(3, 6, 5))])
+    torch.testing.assert_close(stitch_forward(model, spikes, session), model(spikes, session), rtol=0, atol=0)
+
+
+def test_notebook2_swap_check(capsys):
+    assert exercises.check_swap_session_parts(swap_session_parts) is swap_session_parts
 
     def embedding_only(model, source, target):
         with torch.no_grad():
             model.session_embedding.weight[target] = model.session_embedding.weight[source]
 
-    exercises.check_principal_components(uncentered)
     exercises.check_swap_session_parts(embedding_only)
     out = capsys.readouterr().out
-    assert out.count("[ok]") == 3 and "subtract the mean" in out and "read-in weight" in out
+    assert out.count("[ok]") == 1 and "read-in weight" in out

@@ -84,6 +84,29 @@ def principal_components(x, n_components: int = 2) -> np.ndarray:
     return centered @ components.T
 
 
+def joint_principal_components(groups, n_components: int = 2) -> list[np.ndarray]:
+    """One PCA of all groups' rows together (e.g. the unit embeddings of several sessions), returned
+    split back into the groups: a list of (items_g, n_components), all in the same axes."""
+    groups = [_numpy(g).astype(np.float64) for g in groups]
+    pcs = principal_components(np.concatenate(groups), n_components)
+    return np.split(pcs, np.cumsum([len(g) for g in groups])[:-1])
+
+
+def linear_read_r2(features, targets, folds: int = 5, seed: int = 0) -> float:
+    """How well a linear read of ``features`` (items, F) predicts ``targets`` (items, K): cross-validated R^2.
+
+    Each item's prediction comes from a least-squares fit on the other folds (scikit-learn's
+    cross_val_predict), so the score does not reward fitting noise; R^2 is averaged over the K targets.
+    """
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    features, targets = _numpy(features).astype(np.float64), _numpy(targets).astype(np.float64)
+    predicted = cross_val_predict(LinearRegression(), features, targets,
+                                  cv=KFold(folds, shuffle=True, random_state=seed))
+    return r2_score(predicted, targets)
+
+
 def area_decoding_accuracy(embeddings, areas, folds: int = 5, seed: int = 0) -> tuple[float, float]:
     """Can a brain area be read off unit embeddings? Cross-validated logistic regression.
 

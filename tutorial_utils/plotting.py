@@ -164,19 +164,36 @@ def plot_maze_trials(session, trials=None, n_trials: int = 3):
     return fig
 
 
-def plot_embedding_pcs(panels, title: str = "unit embeddings, first two PCs"):
-    """Scatter plots of unit embeddings' PCs. ``panels``: list of (pcs (units, 2), labels, panel title)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False,
-                             constrained_layout=True)
+def plot_embedding_pcs(panels, title: str = "unit embeddings, first two PCs", colour_label: str | None = None,
+                       shared_axes: bool = False):
+    """Scatter plots of unit embeddings' first two PCs, one panel per session.
+
+    ``panels``: list of (pcs (units, 2), colours (units,), panel title). ``colours`` are either
+    category labels (e.g. the brain area: a legend) or numbers (e.g. a true tuning weight: one
+    diverging colour map centred on 0, shared by every panel, with a colour bar named
+    ``colour_label``). ``shared_axes=True`` gives every panel the same axes, for PCs of one joint
+    PCA, so that where units sit can be compared across panels.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + (1.0 if colour_label else 0), 3.8),
+                             squeeze=False, constrained_layout=True, sharex=shared_axes, sharey=shared_axes)
     palette = {"PMd": "tab:purple", "M1": "tab:green"}
-    for ax, (pcs, labels, panel_title) in zip(axes[0], panels):
-        pcs, labels = _numpy(pcs), np.asarray(labels)
-        for i, label in enumerate(sorted(set(labels.tolist()))):
-            chosen = labels == label
-            ax.scatter(*pcs[chosen].T, s=14, alpha=0.8, label=str(label),
-                       color=palette.get(label, plt.cm.tab10(i % 10)))
+    numeric = all(np.issubdtype(np.asarray(colours).dtype, np.number) for _, colours, _ in panels)
+    if numeric:
+        limit = max(float(np.abs(np.asarray(colours)).max()) for _, colours, _ in panels) or 1.0
+    for ax, (pcs, colours, panel_title) in zip(axes[0], panels):
+        pcs, colours = _numpy(pcs), np.asarray(colours)
+        if numeric:
+            points = ax.scatter(*pcs.T, c=colours, cmap="RdBu_r", vmin=-limit, vmax=limit, s=18,
+                                edgecolor="0.3", linewidth=0.3)
+        else:
+            for i, label in enumerate(sorted(set(colours.tolist()))):
+                chosen = colours == label
+                ax.scatter(*pcs[chosen].T, s=14, alpha=0.8, label=str(label),
+                           color=palette.get(label, plt.cm.tab10(i % 10)))
+            ax.legend(fontsize=8)
         ax.set(title=panel_title, xlabel="PC 1", ylabel="PC 2")
-        ax.legend(fontsize=8)
+    if numeric:
+        fig.colorbar(points, ax=axes[0].tolist(), label=colour_label or "value")
     fig.suptitle(title)
     return fig
 

@@ -3,60 +3,129 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import torch
 
-from .. import metrics
 from .core import SECOND_DEVICE, ExerciseError, expect as _expect, expect_on_device, on_second_device, run_check
 
 
-# --- Notebook 2: stacking sessions ------------------------------------------------------------
+# --- Notebook 2, exercise 1: routing each trial through its own session's layers -------------
 
-def check_stack_sessions(fn):
-    """Notebook 2, exercise 1: ``fn(list of (trials_s, T, N_s)) -> (padded spikes, session ids)``."""
-    from ..data.sessions import stack_sessions
+_ROUTING_ADVICE = ("Create every new tensor where the inputs live (device=spikes.device), or avoid creating "
+                   "any: weight each session's output by (session == s)[:, None, None] and add them up.")
+
+
+def _routing_case():
+    """A small untrained NDT1-stitch (3 sessions, held-out outputs) and a mixed, unsorted batch."""
+    from ..models.stitch import NDT1Stitch
+
+    torch.manual_seed(0)
+    model = NDT1Stitch([3, 5, 2], n_bins=6, n_outputs=[4, 7, 2], d_model=8, n_heads=2, dropout=0.0).eval()
+    with torch.no_grad():  # an embedding big enough that forgetting it shows
+        model.session_embedding.weight.normal_(0.0, 1.0)
+    session = torch.tensor([1, 0, 2, 1, 0, 2, 0])
+    generator = torch.Generator().manual_seed(1)
+    spikes = torch.poisson(torch.full((7, 6, 5), 1.5), generator=generator)
+    n_in = torch.tensor(model.n_inputs)[session]
+    padding = torch.arange(5)[None, None, :] >= n_in[:, None, None]  # (B, 1, 5): columns past each session's units
+    return model, spikes.masked_fill(padding, 0.0), session, padding
+
+
+def _variant(model, spikes, session, read_in_of=None, read_out_of=None, embedding=True, route_out=True):
+    """The stitched forward pass with one typical mistake: trials read in (out) through the layers of
+    ``read_in_of`` (``read_out_of``) instead of their own session's, no embedding, or read-outs summed."""
+    read_in_of = session if read_in_of is None else read_in_of
+    read_out_of = session if read_out_of is None else read_out_of
+    tokens = sum(layer(spikes[:, :, :layer.in_features]) * (read_in_of == s)[:, None, None]
+                 for s, layer in enumerate(model.read_in))
+    if embedding:
+        tokens = tokens + model.session_embedding(session)[:, None, :]
+    latents = model.core(tokens)
+    width = max(layer.out_features for layer in model.read_out)
+    return sum(torch.nn.functional.pad(layer(latents), (0, width - layer.out_features))
+               * ((read_out_of == s)[:, None, None] if route_out else 1.0)
+               for s, layer in enumerate(model.read_out))
+
+
+def _close(a, b) -> bool:
+    return tuple(a.shape) == tuple(b.shape) and torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+_PADDING_READ = ("padding columns are not ignored: a trial of session s has n_in[s] real units and the columns "
+                 "after them are padding (the check fills them with 3s: your result changed). Give read_in[s] "
+                 "only spikes[:, :, :n_in[s]], its first read_in[s].in_features columns.")
+
+
+def _diagnose_routing(model, spikes, session, got, want, got_with_junk) -> str:
+    """What a wrong answer most likely did, in words (one of the typical mistakes, else per session)."""
+    n_sessions = len(model.n_inputs)
+    everyone = lambda s: torch.full_like(session, s)
+    mistakes = [(_variant(model, spikes, session, embedding=False),
+                 "the session embedding is missing: add model.session_embedding(session) to every token "
+                 "(one D-vector per trial, the same for all its bins) before the core.")]
+    for s in range(n_sessions):
+        mistakes.append((_variant(model, spikes, session, read_in_of=everyone(s)),
+                         f"every trial went through read_in[{s}], the read-in of session {s}; each trial needs its "
+                         "own session's read-in, read_in[session[i]] (weight read_in[s]'s output by session == s)."))
+        mistakes.append((_variant(model, spikes, session, read_out_of=everyone(s)),
+                         f"every trial went through read_out[{s}], the read-out of session {s}; each trial needs "
+                         "its own session's read-out (weight read_out[s]'s output by session == s)."))
+        mistakes.append((_variant(model, spikes, session, read_in_of=everyone(s), read_out_of=everyone(s)),
+                         f"every trial went through session {s}'s layers (read_in[{s}] and read_out[{s}]); a batch "
+                         "mixes sessions, so route each trial with its own id in `session`."))
+    mistakes.append((_variant(model, spikes, session, route_out=False),
+                     "the read-outs of all sessions were added up for every trial; keep only each trial's own "
+                     "session's read-out (multiply by (session == s)[:, None, None])."))
+    for wrong, message in mistakes:
+        if _close(got, wrong):
+            return message
+    if not _close(got_with_junk, got):
+        return _PADDING_READ
+    own_units = model.output_mask(session)[:, None, :]  # (B, 1, max N_out)
+    if _close(got * own_units, want):
+        return ("the units each session really has are right, but the padded output columns are not 0: pad "
+                "each read-out's output with zeros up to the widest session (torch.nn.functional.pad).")
+    right = [bool(_close(got[i], want[i])) for i in range(len(session))]
+    good = sorted({int(session[i]) for i in range(len(session)) if right[i]}
+                  - {int(session[i]) for i in range(len(session)) if not right[i]})
+    if good:
+        bad = sorted(set(range(n_sessions)) - set(good))
+        return (f"the trials of session(s) {good} come out right but those of session(s) {bad} do not: each "
+                "trial must go through its own session's read_in[s] and read_out[s].")
+    return ("the log-rates differ from the package's NDT1Stitch on the same weights. Steps: read_in[s] on "
+            "spikes[:, :, :n_in[s]] for session s's trials, + session_embedding(session)[:, None, :], "
+            "model.core(tokens), then read_out[s], zero-padded to the widest session.")
+
+
+def check_stitch_forward(fn):
+    """Notebook 2, exercise 1: ``fn(model, spikes, session) -> log-rates``, as ``NDT1Stitch`` computes them."""
+    from ..models.stitch import stitch_forward
 
     def check(fn):
-        a, b = torch.ones(2, 5, 3), 2 * torch.ones(3, 5, 4)
-        result = fn([a, b])
-        _expect(isinstance(result, tuple) and len(result) == 2, "return a tuple (spikes, session).")
-        spikes, session = (torch.as_tensor(r) for r in result)
-        _expect(tuple(spikes.shape) == (5, 5, 4), "spikes should be (2 + 3 trials, 5 bins, 4 = widest session), "
-                f"got {tuple(spikes.shape)}.")
-        _expect(session.tolist() == [0, 0, 1, 1, 1], f"session ids should be [0, 0, 1, 1, 1], got {session.tolist()}.")
-        _expect(bool((spikes[:2, :, 3] == 0).all()), "pad the narrower session with zeros on the *unit* axis (last).")
-        _expect(torch.equal(spikes.float(), stack_sessions([a, b])[0]), "values differ from the reference: "
-                "concatenate the sessions' trials in order, each padded to the widest unit count.")
-        advice = "Create new tensors on the sessions' device (device=sessions[0].device), or pad with torch.nn.functional.pad."
-        result = on_second_device(fn, ([a.to(SECOND_DEVICE), b.to(SECOND_DEVICE)],), advice)
-        if result is not None:
-            expect_on_device(result[0], "the stacked spikes", advice)
+        model, spikes, session, padding = _routing_case()
+        with torch.no_grad():
+            got = fn(model, spikes.clone(), session.clone())
+            want = model(spikes, session)
+        _expect(torch.is_tensor(got), f"return the log-rates as a tensor, got {type(got).__name__}.")
+        _expect(tuple(got.shape) == tuple(want.shape),
+                f"expected log-rates shaped (trials, bins, widest session's outputs) = {tuple(want.shape)}, got "
+                f"{tuple(got.shape)}. Pad each read-out's output with zeros up to the widest session.")
+        with torch.no_grad():  # the same batch, with junk in the padding columns: it must not matter
+            junk = fn(model, spikes.masked_fill(padding, 3.0), session.clone())
+        _expect(torch.is_tensor(junk) and tuple(junk.shape) == tuple(want.shape), _PADDING_READ)
+        if not _close(got.float(), want):
+            with torch.no_grad():
+                raise ExerciseError(_diagnose_routing(model, spikes, session, got.float(), want, junk.float()))
+        _expect(_close(junk.float(), want), _PADDING_READ)
+        meta_model = copy.deepcopy(model).to(SECOND_DEVICE)
+        result = on_second_device(fn, (meta_model, spikes.to(SECOND_DEVICE), session.to(SECOND_DEVICE)),
+                                  _ROUTING_ADVICE)
+        expect_on_device(result, "the log-rates", _ROUTING_ADVICE)
 
-    return run_check("Exercise 1 (stack_sessions)", fn, stack_sessions, check)
-
-
-def check_principal_components(fn):
-    """Notebook 2, exercise 2: ``fn(x (items, features), n_components) -> (items, n_components)``."""
-
-    def check(fn):
-        rng = np.random.default_rng(5)
-        x = rng.normal(size=(40, 6)) * [5, 3, 1, 0.5, 0.2, 0.1] + 7.0
-        got = np.asarray(fn(x, 2))
-        _expect(got.shape == (40, 2), f"expected (items, n_components) = (40, 2), got {got.shape}.")
-        want = metrics.principal_components(x, 2)
-        if np.allclose(np.abs(got), np.abs(want), atol=1e-6):
-            return  # PCs are defined up to sign
-        uncentered = np.linalg.svd(x, full_matrices=False)[2][:2]
-        if np.allclose(np.abs(got), np.abs(x @ uncentered.T), atol=1e-6):
-            raise ExerciseError("subtract the mean of each feature before the SVD (PCA works on centered data).")
-        raise ExerciseError("projections differ from the reference: center the rows, take the SVD "
-                            "x = U S V^T, and project on the first rows of V^T.")
-
-    return run_check("Exercise 2 (principal_components)", fn, metrics.principal_components, check)
+    return run_check("Exercise 1 (stitch_forward)", fn, stitch_forward, check)
 
 
 def check_swap_session_parts(fn):
-    """Notebook 2, exercise 3: ``fn(model, source, target)`` copies source's read-in and embedding."""
+    """Notebook 2, exercise 2: ``fn(model, source, target)`` copies source's read-in and embedding."""
     from ..models.stitch import NDT1Stitch, swap_session_parts
 
     def check(fn):
@@ -78,4 +147,4 @@ def check_swap_session_parts(fn):
         for name, parameter in on_gpu.named_parameters():
             expect_on_device(parameter, f"after your function, the parameter {name}", advice)
 
-    return run_check("Exercise 3 (swap_session_parts)", fn, swap_session_parts, check)
+    return run_check("Exercise 2 (swap_session_parts)", fn, swap_session_parts, check)

@@ -1,6 +1,6 @@
 """The course's models: plain ``nn.Module``s with shapes in their docstrings."""
 from .ndt1 import NDT1, NDT1Config, TransformerCore, causal_attention_mask, sinusoidal_positional_encoding
-from .stitch import NDT1Stitch, NDT1StitchConfig, add_session, swap_session_parts, trainable_only
+from .stitch import NDT1Stitch, NDT1StitchConfig, add_session, stitch_forward, swap_session_parts, trainable_only
 
 __all__ = ["NDT1", "NDT1Config", "NDT1Stitch", "NDT1StitchConfig", "TransformerCore", "add_session", "causal_attention_mask",
-           "sinusoidal_positional_encoding", "swap_session_parts", "trainable_only"]
+           "sinusoidal_positional_encoding", "stitch_forward", "swap_session_parts", "trainable_only"]

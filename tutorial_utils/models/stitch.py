@@ -115,6 +115,28 @@ class NDT1Stitch(nn.Module):
         return torch.arange(max(self.n_outputs), device=session.device)[None, :] < sizes[:, None]
 
 
+def stitch_forward(model: NDT1Stitch, spikes: torch.Tensor, session: torch.Tensor) -> torch.Tensor:
+    """NDT1-stitch's forward pass with the routing written out (the reference of Notebook 2's exercise).
+
+    spikes (B, T, max N_in) zero-padded counts, session (B,) ids -> log-rates (B, T, max N_out), the
+    padded outputs 0. Equals ``model(spikes, session)`` in eval mode (no dropout), number for number.
+    Every session's layer sees the whole batch and a 0/1 weight keeps only its own trials: the
+    shapes never depend on the data, so it runs the same on any device (and on ``meta`` tensors).
+    """
+    tokens = 0
+    for s, read_in in enumerate(model.read_in):
+        own = (session == s)[:, None, None]  # (B, 1, 1): True for session s's trials
+        tokens = tokens + read_in(spikes[:, :, : read_in.in_features]) * own  # its units only: padding unread
+    tokens = tokens + model.session_embedding(session)[:, None, :]  # (B, D), the same for every bin
+    latents = model.core(tokens)  # (B, T, D), shared by every session
+    width = max(read_out.out_features for read_out in model.read_out)
+    log_rates = 0
+    for s, read_out in enumerate(model.read_out):
+        own = (session == s)[:, None, None]
+        log_rates = log_rates + nn.functional.pad(read_out(latents), (0, width - read_out.out_features)) * own
+    return log_rates
+
+
 def per_session_weights(layers: nn.ModuleList, session: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each trial's own copy of its session's linear layer, zero-padded to the widest session.
 
