@@ -122,6 +122,19 @@ def test_streaming_bin_by_bin_equals_the_batch_output():
     assert not np.allclose(acausal.stream(spikes[0]), acausal.predict_all_bins(spikes[:1])[0], atol=1e-4)
 
 
+def test_streaming_runs_in_the_same_precision_as_the_batch(monkeypatch):
+    # On a GPU the batch ran under bfloat16 autocast and the stream in float32: 2.5 mm/s apart.
+    monkeypatch.setenv("TUTORIAL_AUTOCAST", "bfloat16")  # CPU autocast, as a GPU runs it
+    spikes, _ = _random_trials()
+    decoder = decoding.FittedDecoder(_tiny_decoder(), tutorial_utils.training.History())
+    exact = decoder.stream(spikes[0], autocast_dtype="off")
+    np.testing.assert_allclose(exact, decoder.predict_all_bins(spikes[:1], autocast_dtype="off")[0], atol=1e-5)
+    reduced = decoder.stream(spikes[0])  # bfloat16 for both, so they agree to bfloat16 rounding
+    batch = decoder.predict_all_bins(spikes[:1])[0]
+    assert np.abs(reduced - batch).max() <= 0.05 * np.abs(batch).max() + 1e-3
+    assert not np.array_equal(reduced, exact)  # the environment really switched precision
+
+
 # --- R^2 floors on the stand-in ---------------------------------------------------------------
 
 def test_decoders_clear_r2_floors_on_the_stand_in(small):

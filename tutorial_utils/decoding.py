@@ -33,6 +33,7 @@ from .data.counts import as_counts
 from .masking import mask_time_bins
 from .models.stitch import NDT1Stitch, NDT1StitchConfig
 from .objectives import masked_poisson_loss
+from .runtime import autocast, autocast_dtype as resolve_autocast_dtype
 from .training import History, predict, train
 
 DEFAULT_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
@@ -389,9 +390,11 @@ class FittedDecoder:
             raise ValueError(f"spikes: session {self.session} has {n_in} input units, got {spikes.shape[2]}")
         return spikes[:, :, :n_in], torch.full((spikes.shape[0],), self.session, dtype=torch.long)
 
-    def predict_all_bins(self, spikes) -> np.ndarray:
-        """(trials, T, N) -> (trials, T, d): output bin t estimates behaviour at t + lag."""
-        return predict(self.model, *self._inputs(spikes)).numpy()
+    def predict_all_bins(self, spikes, autocast_dtype=None) -> np.ndarray:
+        """(trials, T, N) -> (trials, T, d): output bin t estimates behaviour at t + lag.
+
+        ``autocast_dtype``: as in :func:`training.predict` (None: the runtime's choice; "off": float32)."""
+        return predict(self.model, *self._inputs(spikes), autocast_dtype=autocast_dtype).numpy()
 
     def predict(self, spikes) -> np.ndarray:
         """(trials, T, N) -> (trials, T - lag, d), aligned with behaviour[:, lag:]."""
@@ -401,13 +404,16 @@ class FittedDecoder:
     def score(self, spikes, behaviour) -> float:
         return decoding_r2(self.predict(spikes), behaviour, self.lag_bins)
 
-    def stream(self, trial_spikes) -> np.ndarray:
-        """Decode one trial (T, N) online: at bin t the model sees only bins 0..t. Returns (T, d)."""
+    def stream(self, trial_spikes, autocast_dtype=None) -> np.ndarray:
+        """Decode one trial (T, N) online: at bin t the model sees only bins 0..t. Returns (T, d).
+
+        Runs in the same precision as :meth:`predict_all_bins` with the same ``autocast_dtype``, so
+        the two can be compared (under bfloat16 each differs from float32 by rounding, ~1%)."""
         spikes, session = self._inputs(torch.as_tensor(trial_spikes)[None])
         device = next(self.model.parameters()).device
         self.model.eval()
         outputs = []
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device, resolve_autocast_dtype(device, autocast_dtype)):
             for t in range(spikes.shape[1]):
                 outputs.append(self.model(spikes[:, : t + 1].to(device), session.to(device))[0, -1].float().cpu())
         return torch.stack(outputs).numpy()
