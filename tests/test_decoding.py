@@ -54,21 +54,21 @@ def _tiny_decoder(n_units=5, n_bins=24, lag_bins=3, causal=True, seed=0):
 # --- lag --------------------------------------------------------------------------------------
 
 def test_lag_search_recovers_the_planted_lag_within_one_bin(data_dir):
-    # The stand-in fires as sparsely as the real recordings (median 4 Hz), so one session's
-    # R^2-vs-lag curve is flat near its top; as Notebook 3 does, two sessions' curves are averaged,
-    # on 20 ms bins of all their units. The true rates recover the planted lag exactly.
+    # From one session's spikes the R^2-vs-lag curve is flat near its top (within 0.005 over
+    # 40 ms), so, as Notebook 3 does, the curves of two sessions are averaged; the true rates
+    # recover the planted lag exactly.
     curves = []
     for name in ("mc_maze_small", "mc_maze_medium"):
-        session = _load(name, 20, data_dir)  # 20 ms bins: "one bin" is 20 ms
+        session = _load(name, 10, data_dir)  # 10 ms bins: "one bin" is 10 ms
         train_trials = session.trials("train")
-        curves.append(decoding.lag_search(decoding.smooth_counts(session.all_spikes("train"), 1.0),
-                                          session.hand_vel[train_trials], bin_ms=20, max_lag_ms=300))
+        curves.append(decoding.lag_search(decoding.smooth_counts(session.heldin_spikes[train_trials], 1.0),
+                                          session.hand_vel[train_trials], bin_ms=10, max_lag_ms=300))
     curve = decoding.LagCurve.mean(curves)
-    assert len(curve.lags) == 16 and curve.lags[0] == 0
-    assert abs(curve.best_lag_ms - PLANTED_LAG_MS) <= 20, f"found {curve.best_lag_ms} ms"
+    assert len(curve.lags) == 31 and curve.lags[0] == 0
+    assert abs(curve.best_lag_ms - PLANTED_LAG_MS) <= 10, f"found {curve.best_lag_ms} ms"
     assert curve.r2.max() > curve.r2[0] + 0.1  # activity leads the hand: lag 0 is clearly worse
     truth = synthetic_maze.true_rates(session)["heldin_rates"][train_trials]
-    exact = decoding.lag_search(truth, session.hand_vel[train_trials], bin_ms=20, max_lag_ms=300)
+    exact = decoding.lag_search(truth, session.hand_vel[train_trials], bin_ms=10, max_lag_ms=300)
     assert exact.best_lag_ms == PLANTED_LAG_MS
 
 
@@ -144,11 +144,11 @@ def test_decoders_clear_r2_floors_on_the_stand_in(small):
     wiener = decoding.WienerFilter.fit(small.heldin_spikes[train_trials], velocity[train_trials], lag,
                                        history_bins=(4, 16))
     assert wiener.history_bins == 16  # longer history validates better here
-    assert wiener.score(small.heldin_spikes[test_trials], velocity[test_trials]) > 0.65  # 0.71 measured
+    assert wiener.score(small.heldin_spikes[test_trials], velocity[test_trials]) > 0.75
 
     smoothed = decoding.smooth_counts(small.heldin_spikes, 4.0)
     ridge = decoding.RidgeDecoder.fit(smoothed[train_trials], velocity[train_trials], lag)
-    assert ridge.score(smoothed[test_trials], velocity[test_trials]) > 0.55  # 0.64 measured
+    assert ridge.score(smoothed[test_trials], velocity[test_trials]) > 0.8
 
     fit, early_stop = train_trials[:60], train_trials[60:]
     all_spikes = small.all_spikes()
@@ -156,7 +156,7 @@ def test_decoders_clear_r2_floors_on_the_stand_in(small):
                                          lag_bins=lag, n_heldout=small.heldout_spikes.shape[2], epochs=30,
                                          lr=2e-3, progress=False)
     assert set(fitted.history.train_parts) == {"velocity", "poisson"}
-    assert fitted.score(small.heldin_spikes[test_trials], velocity[test_trials]) > 0.7  # 0.84 measured
+    assert fitted.score(small.heldin_spikes[test_trials], velocity[test_trials]) > 0.7
 
 
 # --- bad input --------------------------------------------------------------------------------
