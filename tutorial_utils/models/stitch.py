@@ -10,8 +10,8 @@ sessions at once.
     latents --read_out[s]--> log-rates (B, T, N_out[s])
 
 Batches may mix sessions: trials are padded to the widest session (see data/sessions.py) and a
-``session`` index per trial routes each one through its own read-in/read-out (each trial picks
-its session's weights; see :func:`per_session_weights`).
+``session`` index per trial routes each one through its own read-in/read-out (every session's
+layer sees the batch and a 0/1 weight keeps its own trials; :func:`stitch_forward` writes it out).
 """
 from __future__ import annotations
 
@@ -135,22 +135,6 @@ def stitch_forward(model: NDT1Stitch, spikes: torch.Tensor, session: torch.Tenso
         own = (session == s)[:, None, None]
         log_rates = log_rates + nn.functional.pad(read_out(latents), (0, width - read_out.out_features)) * own
     return log_rates
-
-
-def per_session_weights(layers: nn.ModuleList, session: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each trial's own copy of its session's linear layer, zero-padded to the widest session.
-
-    Returns weight (B, max out, max in) and bias (B, max out). Selecting weights per trial (rather than
-    slicing out each session's trials) keeps every shape independent of the data, so one batch of
-    mixed sessions is a few batched matmuls on any device and in any precision; the zero padding
-    means padded inputs are ignored and padded outputs are exactly 0.
-    """
-    n_out = max(layer.out_features for layer in layers)
-    n_in = max(layer.in_features for layer in layers)
-    weights = torch.stack([nn.functional.pad(layer.weight, (0, n_in - layer.in_features, 0, n_out - layer.out_features))
-                           for layer in layers])  # (S, max out, max in)
-    biases = torch.stack([nn.functional.pad(layer.bias, (0, n_out - layer.out_features)) for layer in layers])
-    return weights[session], biases[session]
 
 
 def swap_session_parts(model: NDT1Stitch, source: int, target: int) -> None:
