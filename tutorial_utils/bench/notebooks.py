@@ -1,37 +1,21 @@
-"""Benchmarks that print (and save as JSON) the numbers quoted in README.md.
-
-    python -m tutorial_utils.bench nb1 --profile full     # NDT1 on Lorenz
-    python -m tutorial_utils.bench nb2 --profile quick    # stitching on mc_maze
-    python -m tutorial_utils.bench nb3 --profile quick    # decoding hand velocity: every decoder, R^2 and time
-    python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
-    python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
-
-Results go to ``outputs/bench/<name>_<profile>.json``. Timings are measured, never asserted.
-"""
+"""Benchmarks of Notebooks 1-3's pipelines, end to end, through the public API."""
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-from . import metrics
-from .runtime import get_device, get_profile, seed_everything
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .. import metrics
+from ..runtime import get_device, get_profile, seed_everything
 
 
 def bench_nb1(profile_name: str | None = None, seed: int = 0) -> dict:
     """Notebook 1's pipeline, end to end: Lorenz data, NDT1 training, held-out scores."""
-    from .batches import Batch
-    from .data import make_lorenz_dataset
-    from .models import NDT1
-    from .objectives import MaskedAutoencoding
-    from .training import predict_hidden_bins, train
+    from ..batches import Batch
+    from ..data import make_lorenz_dataset
+    from ..models import NDT1
+    from ..objectives import MaskedAutoencoding
+    from ..training import predict_hidden_bins, train
 
     profile, device = get_profile(profile_name), get_device()
     seed_everything(seed)
@@ -66,9 +50,9 @@ def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
     """Notebook 2's mc_maze measurements: co-bps alone vs stitched, area decoding, the swap."""
     import copy
 
-    from .api import fit_ndt1_stitch
-    from .data import evaluate_rates, load_mc_maze
-    from .models import swap_session_parts
+    from ..api import fit_ndt1_stitch
+    from ..data import evaluate_rates, load_mc_maze
+    from ..models import swap_session_parts
 
     profile = get_profile(profile_name)
     names = ["mc_maze_small", "mc_maze_medium"] + (["mc_maze_large"] if profile.name == "full" else [])
@@ -111,9 +95,9 @@ def bench_nb3(profile_name: str | None = None, seed: int = 0) -> dict:
 
     Pretrained stitched models come from the data cache when Notebook 2/3 saved them (the result
     says which were loaded and which were trained, with their times)."""
-    from . import decoding
-    from .api import fit_ndt1_stitch, load_or_fit, model_cache_path
-    from .data import load_mc_maze
+    from .. import decoding
+    from ..api import fit_ndt1_stitch, load_or_fit, model_cache_path
+    from ..data import load_mc_maze
 
     profile, device = get_profile(profile_name), get_device()
     seed_everything(seed)
@@ -187,92 +171,3 @@ def bench_nb3(profile_name: str | None = None, seed: int = 0) -> dict:
     return {"profile": profile.name, "device": str(device), "synthetic": small.is_synthetic, "sessions": names,
             "lag_ms": lag * bin_ms, "lag_search_seconds": lag_seconds, "pretrained_models": pretraining,
             "decoders": rows}
-
-
-def bench_maze(profile_name: str | None = None, sessions=None, bin_ms: int = 5, data_dir=None) -> dict:
-    """The mc_maze data layer on the synthetic stand-in, end to end, and simple baselines.
-
-    Uses a fresh temporary folder unless ``data_dir`` is given. Returns (and prints) one dict
-    per session: seconds to generate, first (processing) and cached load, MB on disk, and
-    co-bps / vel R2 / psth R2 / fp-bps (nlb_tools) for the true rates, the smoothing + Poisson
-    GLM baseline and the mean-rate baseline.
-    """
-    import tempfile
-
-    from .data import synthetic_maze
-    from .data.maze_catalogue import SESSIONS, dandi_paths, session_dir
-    from .data.mc_maze import load_mc_maze
-    from .data.nlb import evaluate_rates, heldout_bits_per_spike, mean_rate_baseline, smoothing_baseline
-
-    results = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        root = Path(data_dir) if data_dir is not None else Path(scratch)
-        for name in sessions or SESSIONS:
-            folder = session_dir(name, synthetic=True, data_dir=root)
-            started = time.perf_counter()
-            synthetic_maze.generate_session(name, folder, *dandi_paths(name))
-            generated = time.perf_counter()
-            session = load_mc_maze(name, bin_ms, data_dir=root, synthetic=True)
-            first = time.perf_counter()
-            load_mc_maze(name, bin_ms, data_dir=root, synthetic=True)
-            cached = time.perf_counter()
-            row = {
-                "generate_s": round(generated - started, 2), "first_load_s": round(first - generated, 2),
-                "cached_load_s": round(cached - first, 3),
-                "disk_mb": round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6, 1),
-                "true_rates": evaluate_rates(session, **synthetic_maze.true_rates(session)),
-                "smoothing_glm": evaluate_rates(session, *smoothing_baseline(session)),
-                # co-bps only: nlb_tools' velocity decoder crawls on constant inputs.
-                "mean_rate": {"co-bps": heldout_bits_per_spike(session, mean_rate_baseline(session)[1])},
-            }
-            results[name] = row
-            print(f"{name} [{synthetic_maze.SYNTHETIC_LABEL}] {bin_ms} ms: {row}")
-    return results
-
-
-def bench_real(profile_name: str | None = None, seeds=None) -> dict:
-    """The real-data yardstick (see yardstick.py): co-bps of the null, smoothing + GLM and
-    NDT1-stitch on the real mc_maze_small test file, and the spiking statistics of the real file
-    beside the synthetic stand-in's test file (the same split and binning)."""
-    from . import yardstick
-
-    profile = get_profile(profile_name)
-    real, stand_in = yardstick.load_yardstick(), yardstick.load_stand_in_yardstick()
-    statistics = {"real": yardstick.spiking_statistics(real.counts),
-                  "stand-in": yardstick.spiking_statistics(stand_in.counts)}
-    for name, data in (("real", real), ("stand-in", stand_in)):  # how much the smoothing baseline gets
-        statistics[name]["smoothing_co_bps"] = yardstick.co_bps(data, yardstick.smoothing_predictor(data))
-    print(f"{'statistic':<18}{'real':>10}{'stand-in':>10}   tolerance")
-    for key in statistics["real"]:
-        tolerance = yardstick.STAND_IN_TOLERANCE.get(key)
-        tolerance = "" if tolerance is None else f"+-{tolerance:.0%}" if key == "rate_hz_median" else f"+-{tolerance}"
-        print(f"{key:<18}{statistics['real'][key]:>10.3f}{statistics['stand-in'][key]:>10.3f}   {tolerance}")
-    # full: three seeds, each scored alone and with their rates averaged
-    seeds = seeds or ((0, 1, 2) if profile.name == "full" else (0,))
-    rows = yardstick.run_yardstick(profiles=(profile.name,), seeds=seeds)
-    return {"profile": profile.name, "device": str(get_device()), "co_smoothing": rows, "statistics": statistics}
-
-
-BENCHMARKS = {"nb1": bench_nb1, "nb2": bench_nb2, "nb3": bench_nb3, "maze": bench_maze, "real": bench_real}
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=sorted(BENCHMARKS))
-    parser.add_argument("--profile", choices=["quick", "full"], default=None)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "bench")
-    args = parser.parse_args(argv)
-    result = BENCHMARKS[args.name](args.profile)
-    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
-                         "cpu_threads": torch.get_num_threads(),
-                         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{args.name}_{args.profile or get_profile().name}.json"
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps(result, indent=2, default=str))
-    print(f"saved {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Benchmarks that print (and save as JSON) the numbers quoted in README.md.
+
+    python -m tutorial_utils.bench nb1 --profile full     # NDT1 on Lorenz
+    python -m tutorial_utils.bench nb2 --profile quick    # stitching on mc_maze
+    python -m tutorial_utils.bench nb3 --profile quick    # decoding hand velocity: every decoder, R^2 and time
+    python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
+    python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
+
+One module per subject; each benchmark is a function ``(profile_name) -> dict`` registered in
+``BENCHMARKS`` as "module:function", imported only when asked for. Results go to
+``outputs/bench/<name>_<profile>.json``. Timings are measured, never asserted.
+"""
+from __future__ import annotations
+
+import importlib
+
+BENCHMARKS = {
+    "nb1": "notebooks:bench_nb1",
+    "nb2": "notebooks:bench_nb2",
+    "nb3": "notebooks:bench_nb3",
+    "maze": "data:bench_maze",
+    "real": "data:bench_real",
+}
+
+
+def get_benchmark(name: str):
+    """The benchmark function registered as ``name``."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+    module, function = BENCHMARKS[name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
