@@ -58,6 +58,16 @@ class Profile:
     # Notebook 3: decoding
     decoder_epochs: int  # end-to-end causal decoder
     wiener_history_bins: tuple[int, ...]  # Wiener filter lengths k tried (bins of spike history)
+    # Notebook 4B: NeuroFMX (models/neurofmx) on mc_maze_small at 20 ms bins, patches of 5 bins
+    nfmx_d_model: int  # token / latent width
+    nfmx_latents: int  # Perceiver latents per patch
+    nfmx_epochs: int  # each model of the notebook and of the ablation table
+    nfmx_patience: int
+    nfmx_batch_size: int
+    nfmx_lr: float
+    nfmx_adapter_epochs: int  # fitting only a new session's adapter (frozen model)
+    nfmx_adapter_lr: float
+    nfmx_adapter_trials: int  # training trials of the new session the adapter sees (few-shot)
 
 
 PROFILES = {
@@ -67,6 +77,9 @@ PROFILES = {
         stitch_epochs=200, stitch_max_steps=2000, stitch_batch_size=8, stitch_patience=50, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
+        # Notebook 4B
+        nfmx_d_model=32, nfmx_latents=8, nfmx_epochs=12, nfmx_patience=10, nfmx_batch_size=8, nfmx_lr=1e-2,
+        nfmx_adapter_epochs=10, nfmx_adapter_lr=1e-2, nfmx_adapter_trials=40,
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64, ndt1_dropout=0.1,
@@ -74,6 +87,9 @@ PROFILES = {
         stitch_epochs=600, stitch_max_steps=8000, stitch_batch_size=8, stitch_patience=100, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=150, wiener_history_bins=(1, 2, 4, 8, 16, 32),
+        # Notebook 4B
+        nfmx_d_model=64, nfmx_latents=16, nfmx_epochs=150, nfmx_patience=30, nfmx_batch_size=8, nfmx_lr=3e-3,
+        nfmx_adapter_epochs=100, nfmx_adapter_lr=1e-2, nfmx_adapter_trials=40,
     ),
 }
 

@@ -1,0 +1,111 @@
+"""The heads: what the shared representation is trained to do, several things at once.
+
+The model works on patches of ``w = patch_bins`` bins (P = T / w of them); heads that predict
+per-bin quantities predict the w bins of each patch.
+
+* :class:`BehaviourHead` — decode behaviour (hand velocity) from the population summary:
+  (B, P, D) -> (B, T, d).
+* :class:`EncoderHead` — the neural encoder: each unit's log firing rates from its unit state,
+  read through its own embedding: (B, P, N, D) -> (B, T, N); scored with the Poisson NLL on hidden bins (objectives.masked_poisson_loss).
+* :class:`ContrastiveHead` — CEBRA-style: an embedding of the population per patch, trained with
+  InfoNCE so patches with similar behaviour (or neighbouring in time) land close: (B, P, D) -> (B, P, E).
+* :class:`ForecastHead` — the next ``k`` bins of every unit from its state at the end of a patch:
+  (B, P, N, D) -> (B, P, N, k).
+
+:func:`info_nce` and :func:`behaviour_positives` are the contrastive loss and CEBRA's way of
+choosing positive pairs.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .tokenizers import from_patches
+
+HEADS = ("encoder", "behaviour", "contrastive", "forecast")
+
+
+class BehaviourHead(nn.Module):
+    """Population summary (B, P, D) -> behaviour (B, T = P * patch_bins, d_behaviour), e.g. hand velocity."""
+
+    def __init__(self, d_model: int, d_behaviour: int = 2, patch_bins: int = 1):
+        super().__init__()
+        self.d_behaviour, self.patch_bins = d_behaviour, patch_bins
+        self.linear = nn.Linear(d_model, patch_bins * d_behaviour)
+
+    def forward(self, population: torch.Tensor) -> torch.Tensor:
+        return self.linear(population).unflatten(-1, (self.patch_bins, self.d_behaviour)).flatten(1, 2)
+
+
+class EncoderHead(nn.Module):
+    """Unit states (B, P, N, D) + unit embeddings (B, N, D) -> log firing rates (B, T = P * patch_bins, N).
+
+    Each unit's embedding is also its read-out vector: log-rate = e_n . (W_j state_n) + b_j for the
+    j-th bin of the patch, so every unit reads the shared state its own way (like a row of NDT1's
+    read-out layer), without a per-session output layer.
+    """
+
+    def __init__(self, d_model: int, patch_bins: int = 1):
+        super().__init__()
+        self.patch_bins = patch_bins
+        self.linear = nn.Linear(d_model, patch_bins * d_model)
+        nn.init.zeros_(self.linear.weight)  # start at the baseline rates (adapters.set_baseline_rates)
+
+    def forward(self, units: torch.Tensor, unit_embeddings: torch.Tensor) -> torch.Tensor:
+        projected = self.linear(units).unflatten(-1, (self.patch_bins, -1))  # (B, P, N, w, D)
+        return from_patches((projected * unit_embeddings[:, None, :, None]).sum(-1))
+
+
+class ContrastiveHead(nn.Module):
+    """Population summary (B, P, D) -> unit-length embedding (B, P, d_embed) for InfoNCE."""
+
+    def __init__(self, d_model: int, d_embed: int = 16):
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, d_embed))
+
+    def forward(self, population: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.project(population).float(), dim=-1)
+
+
+class ForecastHead(nn.Module):
+    """Unit states (B, P, N, D) + unit embeddings (B, N, D) -> log-rates of the k bins after each
+    patch, (B, P, N, k); read out per unit like :class:`EncoderHead`.
+
+    Read at the last patch the model may see, this is a forecast of the hidden bins that follow.
+    """
+
+    def __init__(self, d_model: int, forecast_bins: int):
+        super().__init__()
+        if forecast_bins < 1:
+            raise ValueError(f"forecast_bins must be >= 1, got {forecast_bins}")
+        self.forecast_bins = forecast_bins
+        self.linear = nn.Linear(d_model, forecast_bins * d_model)
+        nn.init.zeros_(self.linear.weight)  # start at the baseline rates (adapters.set_baseline_rates)
+
+    def forward(self, units: torch.Tensor, unit_embeddings: torch.Tensor) -> torch.Tensor:
+        projected = self.linear(units).unflatten(-1, (self.forecast_bins, -1))  # (B, P, N, k, D)
+        return (projected * unit_embeddings[:, None, :, None]).sum(-1)
+
+
+def info_nce(anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """InfoNCE: each anchor must pick out its own positive among everyone's positives.
+
+    Args:
+        anchors, positives: (M, E) unit-length embeddings; row i of each is a positive pair, every
+            other row of ``positives`` is a negative for anchor i.
+        temperature: similarities are divided by it (small = sharper).
+    Returns:
+        scalar: mean over anchors of -log softmax_j(anchor_i . positive_j / temperature)[j = i].
+    """
+    logits = anchors @ positives.T / temperature  # (M, M): row i scores every candidate for anchor i
+    labels = torch.arange(len(anchors), device=anchors.device)
+    return F.cross_entropy(logits.float(), labels)
+
+
+def behaviour_positives(behaviour: torch.Tensor) -> torch.Tensor:
+    """CEBRA's behaviour-contrastive sampling: each sample's positive is the *other* sample whose
+    behaviour is closest. behaviour (M, d) -> (M,) long index of each sample's positive."""
+    distances = torch.cdist(behaviour.float(), behaviour.float())  # (M, M)
+    eye = torch.eye(len(behaviour), dtype=torch.bool, device=behaviour.device)
+    return distances.masked_fill(eye, float("inf")).argmin(dim=1)
