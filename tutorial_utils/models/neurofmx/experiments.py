@@ -72,7 +72,7 @@ def ssm_available() -> bool:
 
 
 def make_backbone(kind: str, d_model: int, n_steps: int, n_layers: int = 1, dropout: float = 0.1) -> torch.nn.Module:
-    """The backbone to inject: "transformer" (NDT1's TransformerCore) or "ssm" (MambaBackbone).
+    """The backbone to inject: "transformer" (NDT1's TransformerCore) or "ssm" (a bidirectional MambaBackbone).
 
     ``n_steps``: the longest sequence the backbone sees (patches per trial); the SSM has no limit.
     """
@@ -84,7 +84,8 @@ def make_backbone(kind: str, d_model: int, n_steps: int, n_layers: int = 1, drop
             raise ValueError("the SSM backbone (tutorial_utils/models/mamba.py) is not in this version of the "
                              "package; use backbone='transformer'")
         from ..mamba import MambaBackbone, MambaConfig
-        return MambaBackbone(MambaConfig(d_model=d_model, n_layers=n_layers))
+        # bidirectional: like the transformer, every patch may use the whole (masked) trial
+        return MambaBackbone(MambaConfig(d_model=d_model, n_layers=n_layers, dropout=dropout, bidirectional=True))
     raise ValueError(f"backbone must be 'transformer' or 'ssm', got {kind!r}")
 
 

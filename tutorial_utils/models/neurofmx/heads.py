@@ -51,6 +51,7 @@ class EncoderHead(nn.Module):
         self.patch_bins = patch_bins
         self.linear = nn.Linear(d_model, patch_bins * d_model)
         nn.init.zeros_(self.linear.weight)  # start at the baseline rates (adapters.set_baseline_rates)
+        nn.init.zeros_(self.linear.bias)
 
     def forward(self, units: torch.Tensor, unit_embeddings: torch.Tensor) -> torch.Tensor:
         projected = self.linear(units).unflatten(-1, (self.patch_bins, -1))  # (B, P, N, w, D)
@@ -82,6 +83,7 @@ class ForecastHead(nn.Module):
         self.forecast_bins = forecast_bins
         self.linear = nn.Linear(d_model, forecast_bins * d_model)
         nn.init.zeros_(self.linear.weight)  # start at the baseline rates (adapters.set_baseline_rates)
+        nn.init.zeros_(self.linear.bias)
 
     def forward(self, units: torch.Tensor, unit_embeddings: torch.Tensor) -> torch.Tensor:
         projected = self.linear(units).unflatten(-1, (self.forecast_bins, -1))  # (B, P, N, k, D)

@@ -87,7 +87,8 @@ class NeuroFMXObjective:
         k = model.config.forecast_bins
         spikes, calcium, hidden = self.hide(batch, k if "forecast" in tasks else 0, generator)
         out = model(**model_inputs(batch, spikes, calcium))
-        targets = batch.target_counts
+        targets = batch.target_counts  # (B, T, W): W may be narrower than the model's widest session
+        width = targets.shape[2]
         session = batch.session if batch.session is not None else torch.zeros(len(batch), dtype=torch.long,
                                                                                device=targets.device)
         exists = ~model.padding_mask(session, model.config.n_outputs, targets.shape[2])  # (B, N_out)
@@ -99,10 +100,10 @@ class NeuroFMXObjective:
         losses = {}
         if "encoder" in tasks:
             scored = exists[:, None] & (~is_input[:, None] | hidden[..., None])  # (B, T, N_out)
-            losses["encoder"] = masked_poisson_loss(out.log_rates, targets, scored)
+            losses["encoder"] = masked_poisson_loss(out.log_rates[..., :width], targets, scored)
         if "forecast" in tasks:
             last_seen = out.forecast.shape[1] - k // model.config.patch_bins - 1  # the last visible patch
-            forecast = out.forecast[:, last_seen].transpose(1, 2)  # (B, k, N_out): the k hidden bins after it
+            forecast = out.forecast[:, last_seen, :width].transpose(1, 2)  # (B, k, W): the k hidden bins after it
             losses["forecast"] = masked_poisson_loss(forecast, targets[:, -k:], exists[:, None].expand(-1, k, -1))
         if "behaviour" in tasks:
             losses["behaviour"] = F.mse_loss(out.behaviour.float(), batch.behaviour.float())
