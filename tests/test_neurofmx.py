@@ -311,3 +311,30 @@ def test_bad_input_errors():
         NeuroFMX(_config(), make_backbone("ssm", 16, 2))
     with pytest.raises(ValueError, match="divides"):
         SpikeTokenizer(8, 3)(torch.zeros(1, 10, 2), torch.zeros(1, 2, 8))
+
+
+# --- exercises ----------------------------------------------------------------------------------
+
+def test_exercise_references_pass_and_mistakes_are_named(capsys):
+    import torch.nn.functional as F
+
+    from tutorial_utils.exercises import nb4b
+
+    assert nb4b.check_cross_attention(cross_attention) is cross_attention
+    assert nb4b.check_info_nce(info_nce) is info_nce
+
+    def no_mask(q, k, v, mask):
+        return (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(-1) @ v
+
+    def no_temperature(a, p, t):
+        return F.cross_entropy(a @ p.T, torch.arange(len(a), device=a.device))
+
+    def labels_on_cpu(a, p, t):
+        return F.cross_entropy(a @ p.T / t, torch.arange(len(a)))
+
+    capsys.readouterr()
+    assert nb4b.check_cross_attention(no_mask) is cross_attention
+    assert nb4b.check_info_nce(no_temperature) is info_nce
+    assert nb4b.check_info_nce(labels_on_cpu) is info_nce
+    out = capsys.readouterr().out
+    assert "padding mask is ignored" in out and "temperature" in out and "crash on a GPU" in out

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -60,6 +60,39 @@ def session_batch(session, split: str, *, index: int = 0, scale: np.ndarray | No
         session=torch.full((n,), index, dtype=torch.long),
         behaviour=torch.as_tensor(session.hand_vel[trials] / scale, dtype=torch.float32),
         calcium=fluorescence, spike_present=has_spikes, calcium_present=has_calcium if inputs != "spikes" else None)
+
+
+@dataclass
+class MazeSplits:
+    """One session's batches for Notebook 4B: ``fit`` / ``stop`` (training trials, the last
+    ``stop_fraction`` held back for early stopping) and ``test`` (NLB's val trials); velocity scaled
+    by the training trials' standard deviation ``scale``."""
+
+    fit: MultimodalBatch
+    stop: MultimodalBatch
+    test: MultimodalBatch
+    n_heldin: int
+    scale: np.ndarray
+
+
+def maze_splits(session, *, index: int = 0, inputs: str = "spikes", calcium=None, stop_fraction: float = 0.2,
+                seed: int = 0) -> MazeSplits:
+    """:class:`MazeSplits` of a MazeSession (``inputs``/``calcium`` as in :func:`session_batch`)."""
+    scale = behaviour_scale(session)
+    train_batch = session_batch(session, "train", index=index, scale=scale, inputs=inputs, calcium=calcium, seed=seed)
+    n_stop = max(1, round(stop_fraction * len(train_batch)))
+    n_fit = len(train_batch) - n_stop
+    return MazeSplits(fit=train_batch[slice(0, n_fit)], stop=train_batch[slice(n_fit, None)],
+                      test=session_batch(session, "val", index=index, scale=scale, inputs=inputs, calcium=calcium,
+                                         seed=seed + 1),
+                      n_heldin=session.heldin_spikes.shape[2], scale=scale)
+
+
+def default_config(session, profile, **change) -> NeuroFMXConfig:
+    """Notebook 4B's model for one MazeSession, sized by the profile (uncertainty weighting)."""
+    base = dict(n_inputs=[session.heldin_spikes.shape[2]], n_outputs=[session.all_spikes().shape[2]],
+                d_model=profile.nfmx_d_model, n_latents=profile.nfmx_latents, weighting="uncertainty")
+    return NeuroFMXConfig(**{**base, **change})
 
 
 def ssm_available() -> bool:
