@@ -185,8 +185,19 @@ def test_combined_objective_on_a_seeded_case():
     assert objective(model, batch, torch.Generator().manual_seed(0))["encoder"].item() < 1.0
 
 
+def test_hidden_bins_include_the_forecast_tail():
+    batch = _batch()
+    spikes, calcium, hidden = NeuroFMXObjective(mask_ratio=0.2).hide(batch, PATCH, torch.Generator().manual_seed(0))
+    assert hidden[:, -PATCH:].all() and hidden[:, :-PATCH].sum(1).le(2).all()  # the tail + at most 20% of 10 bins
+    assert (spikes[:, -PATCH:] == 0).all() and (calcium[:, -PATCH:] == 0).all()
+    assert torch.equal(spikes[~hidden], batch.spikes[~hidden])
+
+
 def test_encoder_loss_skips_trials_without_spikes():
     model = _model()
+    with torch.no_grad():  # rates other than 1, so the NLL depends on the targets
+        for adapter in model.unit_adapters:
+            adapter.log_rate_bias.fill_(0.5)
     batch = _batch()
     objective = NeuroFMXObjective(tasks=("encoder",))
     base = objective(model, batch, torch.Generator().manual_seed(0))["encoder"]
