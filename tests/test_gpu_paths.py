@@ -20,6 +20,7 @@ from tutorial_utils import decoding
 from tutorial_utils.data.sessions import stack_sessions
 from tutorial_utils.exercises import nb1, nb2
 from tutorial_utils.masking import mask_time_bins
+from tutorial_utils.models import neurofmx
 from tutorial_utils.models import NDT1, NDT1Stitch, add_session, ndt1_by_hand, stitch_forward, swap_session_parts
 from tutorial_utils.models.ndt1 import causal_attention_mask, sinusoidal_positional_encoding
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
@@ -206,6 +207,17 @@ def _run_history_design(fn):
 
 
 # Every exercise of every notebook, by the solution's function name: (reference, run on meta).
+def _run_cross_attention(fn):  # Notebook 4B
+    q, k, v = (torch.randn(2, 3, n, 4, device=META) for n in (5, 7, 7))
+    mask = torch.zeros(2, 3, 7, dtype=torch.bool, device=META)
+    assert _all_on_meta(fn(q, k, v, mask))
+
+
+def _run_info_nce(fn):  # Notebook 4B
+    anchors, positives = torch.randn(6, 3, device=META), torch.randn(6, 3, device=META)
+    assert _all_on_meta(fn(anchors, positives, 0.1))
+
+
 EXERCISES = {
     "mask_time_bins": (mask_time_bins, _run_mask),
     "masked_poisson_loss": (masked_poisson_loss, _run_loss),
@@ -218,6 +230,9 @@ EXERCISES = {
     "shift_by_lag": (decoding.shift_by_lag, _run_shift_by_lag),
     "causal_attention_mask": (causal_attention_mask, _run_causal_mask),
     "history_design_matrix": (decoding.history_design_matrix, _run_history_design),
+    # Notebook 4B (NeuroFMX section)
+    "cross_attention": (neurofmx.cross_attention, _run_cross_attention),
+    "info_nce": (neurofmx.info_nce, _run_info_nce),
 }
 
 
