@@ -349,3 +349,49 @@ def test_exercise_references_pass_and_mistakes_are_named(capsys):
     assert nb4b.check_info_nce(labels_on_cpu) is info_nce
     out = capsys.readouterr().out
     assert "padding mask is ignored" in out and "temperature" in out and "crash on a GPU" in out
+
+
+def test_low_rank_unit_adapter_and_new_session_shapes():
+    from tutorial_utils.models.neurofmx import UnitIDAdapter
+
+    adapter = UnitIDAdapter(7, 8, rank=2)
+    assert adapter().shape == (7, 8) and torch.linalg.matrix_rank(adapter().detach()) <= 2
+    assert sum(p.numel() for p in adapter.parameters()) == 7 * 2 + 2 * 8 + 7  # codes, basis, baseline rates
+    model = _model(n_inputs=[6], n_outputs=[8]).eval()
+    bigger = add_session(model, 3, 5, rank=2)
+    spikes = torch.poisson(torch.ones(2, T, 3))
+    out = bigger(spikes=spikes, session=torch.tensor([1, 1]))
+    assert out.log_rates.shape == (2, T, 8)  # padded to the widest session
+    with pytest.raises(ValueError, match="n_inputs=6 > n_outputs=5"):
+        add_session(model, 6, 5)
+
+
+def test_session_batch_mixes_modalities_and_rejects_missing_calcium():
+    import numpy as np
+
+    from tutorial_utils.models.neurofmx import experiments
+
+    class Session:  # the few MazeSession fields session_batch reads
+        rng = np.random.default_rng(0)
+        heldin_spikes = rng.poisson(1.0, (9, T, 3)).astype(np.float32)
+        heldout_spikes = rng.poisson(1.0, (9, T, 2)).astype(np.float32)
+        hand_vel = rng.normal(size=(9, T, 2)).astype(np.float32)
+        split = np.array(["train"] * 9)
+
+        def trials(self, split):
+            return np.flatnonzero(self.split == split)
+
+        def all_spikes(self, split=None):
+            return np.concatenate([self.heldin_spikes, self.heldout_spikes], axis=2)[self.trials(split)]
+
+    session = Session()
+    calcium = np.ones((9, T, 3), np.float32)
+    batch = experiments.session_batch(session, "train", inputs="mixed", calcium=calcium)
+    kinds = list(zip(batch.spike_present.tolist(), batch.calcium_present.tolist()))
+    assert sorted(set(kinds)) == [(False, True), (True, False), (True, True)] and len(kinds) == 9
+    assert (batch.spikes[~batch.spike_present] == 0).all() and (batch.calcium[~batch.calcium_present] == 0).all()
+    assert batch.targets.shape == (9, T, 5)
+    with pytest.raises(ValueError, match="needs the calcium"):
+        experiments.session_batch(session, "train", inputs="paired")
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        experiments.session_batch(session, "train", inputs="lfp")
