@@ -395,3 +395,23 @@ def test_session_batch_mixes_modalities_and_rejects_missing_calcium():
         experiments.session_batch(session, "train", inputs="paired")
     with pytest.raises(ValueError, match="inputs must be one of"):
         experiments.session_batch(session, "train", inputs="lfp")
+
+
+def test_ablation_table_has_a_row_per_variant_and_the_removed_pieces_are_gone():
+    from tutorial_utils.models.neurofmx import experiments
+    from tutorial_utils.runtime import get_profile
+
+    profile = get_profile("quick", nfmx_epochs=1, nfmx_batch_size=6, nfmx_patience=1)
+    batch = _batch(calcium=False)
+    batch.session = torch.zeros(6, dtype=torch.long)
+    batch.spikes = batch.spikes[..., :6]
+    config = _config(n_inputs=[6], n_outputs=[8], modalities=("spikes",))
+    table, fitted = experiments.run_ablations(batch, batch, batch, 6, config, profile, backbone="ssm")
+    assert list(table["variant"]) == list(experiments.VARIANTS)
+    assert table.set_index("variant").loc["no encoder head", "co-bps"] != table.loc[0, "co-bps"]  # NaN
+    assert math.isnan(table.set_index("variant").loc["no behaviour head", "velocity R^2"])
+    assert fitted["no Perceiver (mean of tokens)"][0].encoder.n_latents == 1
+    assert fitted["no aggregator (mean of latents)"][0].aggregator is None
+    assert "contrastive" not in fitted["no contrastive head"][0].heads
+    assert type(fitted["transformer instead of SSM"][0].backbone).__name__ == "TransformerCore"
+    assert type(fitted["full model"][0].backbone).__name__ == "MambaBackbone"
