@@ -78,7 +78,7 @@ PROFILES = {
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
         # Notebook 4B
-        nfmx_d_model=32, nfmx_latents=8, nfmx_epochs=12, nfmx_patience=10, nfmx_batch_size=8, nfmx_lr=1e-2,
+        nfmx_d_model=32, nfmx_latents=8, nfmx_epochs=12, nfmx_patience=10, nfmx_batch_size=4, nfmx_lr=1e-2,
         nfmx_adapter_epochs=10, nfmx_adapter_lr=1e-2, nfmx_adapter_trials=40,
     ),
     "full": Profile(
