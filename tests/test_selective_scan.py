@@ -324,3 +324,58 @@ def test_block_matches_mamba_ssm_Mamba_with_the_same_state_dict():
     mine = MambaBackbone(MambaConfig(d_model=32, scan="parallel")).cuda()
     mine.load_state_dict(backbone.state_dict())
     torch.testing.assert_close(mine(tokens), backbone(tokens), rtol=RTOL, atol=ATOL)
+
+
+# --- the exercise check (Notebook 4B) -----------------------------------------------------------
+
+from tutorial_utils.exercises import nb4b  # noqa: E402
+
+
+def _learner_scan(decay="exp", drive="delta", read_before_update=False, contract="C", layout="bdl",
+                  state_device=None):
+    """A learner's sequential scan, right by default; each argument plants one mistake."""
+    def scan(u, delta, A, B, C):
+        b, d, l = u.shape
+        h = torch.zeros(b, d, A.shape[1], device=state_device or u.device)
+        ys = []
+        for t in range(l):
+            step = delta[:, :, t, None]
+            a = {"exp": torch.exp(step * A), "A": A, "exp(A)": torch.exp(A), "linear": step * A}[decay]
+            x = B[:, None, :, t] * u[:, :, t, None] * (step if drive == "delta" else 1.0)
+            before = h
+            h = a * h + x
+            state = before if read_before_update else h
+            ys.append({"C": (state * C[:, None, :, t]).sum(-1), "sum": state.sum(-1), "none": state}[contract])
+        y = torch.stack(ys, dim=-1 if contract != "none" else 2)
+        return y.transpose(1, 2) if layout == "bld" else y
+    return scan
+
+
+@pytest.mark.parametrize("mistake,message", [
+    (dict(decay="A"), "multiplied by A itself"),
+    (dict(decay="exp(A)"), "without the step size"),
+    (dict(decay="linear"), "not exp(delta_t * A)"),
+    (dict(drive="none"), "scale it by the step size"),
+    (dict(decay="A", drive="none"), "not discretised"),
+    (dict(read_before_update=True), "before* step t's update"),
+    (dict(contract="sum"), "without C_t"),
+    (dict(contract="none"), "still has the state axis"),
+    (dict(layout="bld"), "(b, l, d)"),
+    (dict(state_device="cpu"), "would crash on a GPU"),
+])
+def test_scan_exercise_names_typical_mistakes(mistake, message, capsys):
+    assert nb4b.check_selective_scan(_learner_scan(**mistake)) is selective_scan_sequential
+    out = capsys.readouterr().out
+    assert "[x]" in out and message in out, out
+
+
+def test_scan_exercise_accepts_a_right_answer_and_falls_back_on_a_skipped_one(capsys):
+    right = _learner_scan()
+    assert nb4b.check_selective_scan(right) is right
+    assert "[ok]" in capsys.readouterr().out
+
+    def skipped(u, delta, A, B, C):
+        raise NotImplementedError
+
+    assert nb4b.check_selective_scan(skipped) is selective_scan_sequential
+    assert "not attempted yet" in capsys.readouterr().out
