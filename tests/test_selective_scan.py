@@ -379,3 +379,21 @@ def test_scan_exercise_accepts_a_right_answer_and_falls_back_on_a_skipped_one(ca
 
     assert nb4b.check_selective_scan(skipped) is selective_scan_sequential
     assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_windows_with_enough_burn_in_reproduce_one_pass_over_a_long_recording():
+    from tutorial_utils.models.mamba import apply_in_windows
+
+    backbone = _backbone().eval()
+    with torch.no_grad():
+        for layer in backbone.layers:  # forget within a few bins, so a short burn-in suffices
+            layer.mixer.dt_proj.bias.fill_(3.0)
+        tokens = torch.randn(2, 230, 16)
+        whole = backbone(tokens)
+        windowed = apply_in_windows(backbone, tokens, window=50, burn_in=40)
+        cold = apply_in_windows(backbone, tokens, window=50, burn_in=0)
+    assert windowed.shape == whole.shape
+    torch.testing.assert_close(windowed, whole, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(cold, whole, rtol=1e-4, atol=1e-4)  # without burn-in each window starts cold
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        apply_in_windows(backbone, tokens, window=0)
