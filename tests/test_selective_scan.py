@@ -103,6 +103,16 @@ def test_parallel_scan_equals_sequential_values_and_gradients(length, chunk_size
         torch.testing.assert_close(grads_par[name], grads_seq[name], rtol=1e-4, atol=1e-4, msg=f"grad wrt {name}")
 
 
+def test_scanning_the_channels_in_groups_changes_nothing():
+    tensors = _inputs(d=7, l=50, requires_grad=True)
+    whole = _call(selective_scan_parallel, tensors, OPTIONS["everything"])
+    grads = torch.autograd.grad(whole[0].sum() + whole[1].sum(), list(tensors.values()))
+    grouped = _call(selective_scan_parallel, tensors, OPTIONS["everything"], block_elements=3 * 2 * 50 * 4)  # 3 + 3 + 1
+    torch.testing.assert_close(grouped, whole)
+    for name, g, h in zip(tensors, grads, torch.autograd.grad(grouped[0].sum() + grouped[1].sum(), list(tensors.values()))):
+        torch.testing.assert_close(h, g, msg=f"grad wrt {name}")
+
+
 def test_parallel_scan_gradients_are_exact_in_float64():
     tensors = _inputs(b=1, d=2, n=3, l=11, dtype=torch.float64, requires_grad=True)
 
