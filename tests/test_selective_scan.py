@@ -281,6 +281,8 @@ def test_backbone_and_config_reject_bad_input():
         backbone(torch.randn(2, 10, 8))
     with pytest.raises(ValueError, match=r"got \(10, 16\)"):
         backbone(torch.randn(10, 16))
+    with pytest.raises(ValueError, match="not an attention mask"):
+        backbone(torch.randn(2, 10, 16), causal=torch.ones(10, 10, dtype=torch.bool))
     with pytest.raises(ValueError, match="block must be one of"):
         MambaConfig(d_model=8, block="cuda")
     with pytest.raises(ValueError, match="scan must be one of"):

@@ -197,6 +197,9 @@ class MambaBackbone(nn.Module):
         if tokens.dim() != 3 or tokens.shape[-1] != self.d_model:
             raise ValueError(f"MambaBackbone expects tokens of shape (batch, time, d_model={self.d_model}), "
                              f"got {tuple(tokens.shape)}")
+        if torch.is_tensor(causal):
+            raise ValueError("MambaBackbone takes causal=True/False, not an attention mask: a scan has no mask "
+                             "(it is causal by construction; bidirectional=True adds the backward direction)")
         x = tokens
         for layer in self.layers:
             x = layer(x)
