@@ -28,8 +28,8 @@ the same names and layouts, so either can stand in for the other:
     delta_bias (d,)       added to delta before the softplus (optional)
     -> out (b, d, l) in u's dtype; with return_last_state also h_L (b, d, n) in float32.
 
-The recurrence is computed in float32 whatever the inputs' dtype (as mamba-ssm does): under
-bfloat16 autocast a scan over hundreds of steps would otherwise lose the small state updates.
+The recurrence is computed in float32 (float64 if given float64) whatever the inputs' dtype, as
+mamba-ssm does: in bfloat16 a scan over hundreds of steps would lose the small state updates.
 """
 from __future__ import annotations
 
@@ -166,9 +166,10 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
     from their entering states h_0, and a short loop over the chunks (l / chunk_size steps on
     (b, d, n) tensors) carries each chunk's last state into the next one.
 
-    The channels are independent, so they are scanned in groups whose (b, group, l, n) tensors hold
-    about ``block_elements`` numbers: on a CPU, memory traffic rather than arithmetic sets the
-    speed, and smaller temporaries stay in cache (huge ones also cost page faults).
+    On a CPU the channels (independent of each other) are scanned in groups whose (b, group, l, n)
+    tensors hold about ``block_elements`` numbers: there memory traffic, not arithmetic, sets the
+    speed, and smaller temporaries stay in cache (huge ones also cost page faults). A GPU gets all
+    channels at once.
 
     ``chunk_size``: the longest chunk; any value gives the same result (up to rounding).
     """
@@ -176,7 +177,7 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of time steps, got {chunk_size}")
     batch, channels, length = u.shape
-    group = max(1, block_elements // max(1, batch * length * A.shape[1]))
+    group = max(1, block_elements // max(1, batch * length * A.shape[1])) if u.device.type == "cpu" else channels
     if group >= channels:
         return _scan_channels(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, chunk_size)
     pieces = []
