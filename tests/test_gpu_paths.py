@@ -23,6 +23,7 @@ from tutorial_utils.masking import mask_time_bins
 from tutorial_utils.models import neurofmx
 from tutorial_utils.models import NDT1, NDT1Stitch, add_session, ndt1_by_hand, stitch_forward, swap_session_parts
 from tutorial_utils.models.ndt1 import causal_attention_mask, sinusoidal_positional_encoding
+from tutorial_utils.models.selective_scan import selective_scan_sequential
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
 from tutorial_utils.runtime import AUTOCAST_ENV, autocast_dtype
 from tutorial_utils.training import predict_hidden_bins, train
@@ -206,6 +207,13 @@ def _run_history_design(fn):
     assert _all_on_meta(design) and tuple(design.shape) == (2, 6, 6)
 
 
+def _run_selective_scan(fn):
+    u, delta, z = (torch.randn(2, 3, 7, device=META) for _ in range(3))
+    A, B, C = torch.randn(3, 4, device=META), torch.randn(2, 4, 7, device=META), torch.randn(2, 4, 7, device=META)
+    y = fn(u, delta, A, B, C)
+    assert _all_on_meta(y) and tuple(y.shape) == (2, 3, 7)
+
+
 # Every exercise of every notebook, by the solution's function name: (reference, run on meta).
 def _run_cross_attention(fn):  # Notebook 4B
     q, k, v = (torch.randn(2, 3, n, 4, device=META) for n in (5, 7, 7))
@@ -230,6 +238,7 @@ EXERCISES = {
     "shift_by_lag": (decoding.shift_by_lag, _run_shift_by_lag),
     "causal_attention_mask": (causal_attention_mask, _run_causal_mask),
     "history_design_matrix": (decoding.history_design_matrix, _run_history_design),
+    "selective_scan_sequential": (selective_scan_sequential, _run_selective_scan),
     # Notebook 4B (NeuroFMX section)
     "cross_attention": (neurofmx.cross_attention, _run_cross_attention),
     "info_nce": (neurofmx.info_nce, _run_info_nce),

@@ -80,6 +80,9 @@ CASES = {
         np.arange(B)),
     "plot_online_check": lambda: plotting.plot_online_check(
         RNG.normal(size=(T, 2)), RNG.normal(size=(T, 2)), RNG.normal(size=(T, 2)), 10, np.arange(T) * 10),
+    "plot_time_vs_length": lambda: plotting.plot_time_vs_length(
+        [100, 500, 1000], {"attention": [1.0, 8.0, 30.0], "SSM": [2.0, 6.0, 11.0], "kernel": [None, None, 0.5]},
+        device="CPU, 1 thread"),
 }
 
 

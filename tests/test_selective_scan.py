@@ -103,6 +103,16 @@ def test_parallel_scan_equals_sequential_values_and_gradients(length, chunk_size
         torch.testing.assert_close(grads_par[name], grads_seq[name], rtol=1e-4, atol=1e-4, msg=f"grad wrt {name}")
 
 
+def test_scanning_the_channels_in_groups_changes_nothing():
+    tensors = _inputs(d=7, l=50, requires_grad=True)
+    whole = _call(selective_scan_parallel, tensors, OPTIONS["everything"])
+    grads = torch.autograd.grad(whole[0].sum() + whole[1].sum(), list(tensors.values()))
+    grouped = _call(selective_scan_parallel, tensors, OPTIONS["everything"], block_elements=3 * 2 * 50 * 4)  # 3 + 3 + 1
+    torch.testing.assert_close(grouped, whole)
+    for name, g, h in zip(tensors, grads, torch.autograd.grad(grouped[0].sum() + grouped[1].sum(), list(tensors.values()))):
+        torch.testing.assert_close(h, g, msg=f"grad wrt {name}")
+
+
 def test_parallel_scan_gradients_are_exact_in_float64():
     tensors = _inputs(b=1, d=2, n=3, l=11, dtype=torch.float64, requires_grad=True)
 
@@ -271,6 +281,8 @@ def test_backbone_and_config_reject_bad_input():
         backbone(torch.randn(2, 10, 8))
     with pytest.raises(ValueError, match=r"got \(10, 16\)"):
         backbone(torch.randn(10, 16))
+    with pytest.raises(ValueError, match="not an attention mask"):
+        backbone(torch.randn(2, 10, 16), causal=torch.ones(10, 10, dtype=torch.bool))
     with pytest.raises(ValueError, match="block must be one of"):
         MambaConfig(d_model=8, block="cuda")
     with pytest.raises(ValueError, match="scan must be one of"):
@@ -324,3 +336,76 @@ def test_block_matches_mamba_ssm_Mamba_with_the_same_state_dict():
     mine = MambaBackbone(MambaConfig(d_model=32, scan="parallel")).cuda()
     mine.load_state_dict(backbone.state_dict())
     torch.testing.assert_close(mine(tokens), backbone(tokens), rtol=RTOL, atol=ATOL)
+
+
+# --- the exercise check (Notebook 4B) -----------------------------------------------------------
+
+from tutorial_utils.exercises import nb4b  # noqa: E402
+
+
+def _learner_scan(decay="exp", drive="delta", read_before_update=False, contract="C", layout="bdl",
+                  state_device=None):
+    """A learner's sequential scan, right by default; each argument plants one mistake."""
+    def scan(u, delta, A, B, C):
+        b, d, l = u.shape
+        h = torch.zeros(b, d, A.shape[1], device=state_device or u.device)
+        ys = []
+        for t in range(l):
+            step = delta[:, :, t, None]
+            a = {"exp": torch.exp(step * A), "A": A, "exp(A)": torch.exp(A), "linear": step * A}[decay]
+            x = B[:, None, :, t] * u[:, :, t, None] * (step if drive == "delta" else 1.0)
+            before = h
+            h = a * h + x
+            state = before if read_before_update else h
+            ys.append({"C": (state * C[:, None, :, t]).sum(-1), "sum": state.sum(-1), "none": state}[contract])
+        y = torch.stack(ys, dim=-1 if contract != "none" else 2)
+        return y.transpose(1, 2) if layout == "bld" else y
+    return scan
+
+
+@pytest.mark.parametrize("mistake,message", [
+    (dict(decay="A"), "multiplied by A itself"),
+    (dict(decay="exp(A)"), "without the step size"),
+    (dict(decay="linear"), "not exp(delta_t * A)"),
+    (dict(drive="none"), "scale it by the step size"),
+    (dict(decay="A", drive="none"), "not discretised"),
+    (dict(read_before_update=True), "before* step t's update"),
+    (dict(contract="sum"), "without C_t"),
+    (dict(contract="none"), "still has the state axis"),
+    (dict(layout="bld"), "(b, l, d)"),
+    (dict(state_device="cpu"), "would crash on a GPU"),
+])
+def test_scan_exercise_names_typical_mistakes(mistake, message, capsys):
+    assert nb4b.check_selective_scan(_learner_scan(**mistake)) is selective_scan_sequential
+    out = capsys.readouterr().out
+    assert "[x]" in out and message in out, out
+
+
+def test_scan_exercise_accepts_a_right_answer_and_falls_back_on_a_skipped_one(capsys):
+    right = _learner_scan()
+    assert nb4b.check_selective_scan(right) is right
+    assert "[ok]" in capsys.readouterr().out
+
+    def skipped(u, delta, A, B, C):
+        raise NotImplementedError
+
+    assert nb4b.check_selective_scan(skipped) is selective_scan_sequential
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_windows_with_enough_burn_in_reproduce_one_pass_over_a_long_recording():
+    from tutorial_utils.models.mamba import apply_in_windows
+
+    backbone = _backbone().eval()
+    with torch.no_grad():
+        for layer in backbone.layers:  # forget within a few bins, so a short burn-in suffices
+            layer.mixer.dt_proj.bias.fill_(3.0)
+        tokens = torch.randn(2, 230, 16)
+        whole = backbone(tokens)
+        windowed = apply_in_windows(backbone, tokens, window=50, burn_in=40)
+        cold = apply_in_windows(backbone, tokens, window=50, burn_in=0)
+    assert windowed.shape == whole.shape
+    torch.testing.assert_close(windowed, whole, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(cold, whole, rtol=1e-4, atol=1e-4)  # without burn-in each window starts cold
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        apply_in_windows(backbone, tokens, window=0)

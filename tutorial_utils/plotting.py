@@ -270,3 +270,24 @@ def plot_online_check(batch_output, streamed_output, perturbed_output, perturb_f
                 ylabel="|change in output| (mm/s)")
     axes[1].legend(fontsize=8)
     return fig
+
+
+def plot_time_vs_length(lengths, times_ms: dict, device: str, title: str = "time per sequence vs its length",
+                        ylabel: str = "forward + backward (ms per sequence)"):
+    """Measured times against sequence length, one line per method, on log-log axes.
+
+    ``times_ms``: label -> one time per length (None where not measured); ``device`` names where
+    they were measured (it goes into the title: timings mean nothing without it). On log-log axes
+    a cost growing like length^k is a straight line of slope k.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    lengths = np.asarray(lengths)
+    for label, times in times_ms.items():
+        measured = [(n, t) for n, t in zip(lengths, times) if t is not None]
+        if measured:
+            ax.plot(*zip(*measured), marker="o", label=label)
+    ax.set(xscale="log", yscale="log", xlabel="sequence length (time bins)", ylabel=ylabel,
+           title=f"{title}\n(measured on {device})")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return fig

@@ -5,6 +5,7 @@
     python -m tutorial_utils.bench nb3 --profile quick    # decoding hand velocity: every decoder, R^2 and time
     python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
     python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
+    python -m tutorial_utils.bench ssm --profile quick    # selective scans and attention vs SSM, time vs length
     python -m tutorial_utils.bench nb4-neurofmx --profile quick  # Notebook 4B's NeuroFMX ablation table
 
 One module per subject; each benchmark is a function ``(profile_name) -> dict`` registered in
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "nb3": "notebooks:bench_nb3",
     "maze": "data:bench_maze",
     "real": "data:bench_real",
+    "ssm": "ssm:bench_ssm",
     "nb4-neurofmx": "nb4_neurofmx:bench_nb4_neurofmx",
 }
 

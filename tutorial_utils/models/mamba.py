@@ -197,6 +197,9 @@ class MambaBackbone(nn.Module):
         if tokens.dim() != 3 or tokens.shape[-1] != self.d_model:
             raise ValueError(f"MambaBackbone expects tokens of shape (batch, time, d_model={self.d_model}), "
                              f"got {tuple(tokens.shape)}")
+        if torch.is_tensor(causal):
+            raise ValueError("MambaBackbone takes causal=True/False, not an attention mask: a scan has no mask "
+                             "(it is causal by construction; bidirectional=True adds the backward direction)")
         x = tokens
         for layer in self.layers:
             x = layer(x)
@@ -209,3 +212,23 @@ class MambaBackbone(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+
+def apply_in_windows(backbone: nn.Module, tokens: torch.Tensor, window: int, burn_in: int = 0) -> torch.Tensor:
+    """Run a causal backbone over a long recording (B, T, D) window by window -> (B, T, D).
+
+    Each window of ``window`` bins starts ``burn_in`` bins early; the outputs of those extra bins are
+    dropped, so every kept output has seen at least ``burn_in`` bins of past (as it would in one
+    pass over the whole recording, for a model whose memory is shorter than that). Memory and time
+    per window stay fixed however long the recording is.
+    """
+    if tokens.dim() != 3:
+        raise ValueError(f"tokens must be (batch, time, d_model), got shape {tuple(tokens.shape)}")
+    if window < 1 or burn_in < 0:
+        raise ValueError(f"window must be >= 1 and burn_in >= 0 bins, got window={window}, burn_in={burn_in}")
+    outputs = []
+    for start in range(0, tokens.shape[1], window):
+        first = max(0, start - burn_in)
+        out = backbone(tokens[:, first:start + window])
+        outputs.append(out[:, start - first:])
+    return torch.cat(outputs, dim=1)

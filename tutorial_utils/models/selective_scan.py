@@ -28,8 +28,8 @@ the same names and layouts, so either can stand in for the other:
     delta_bias (d,)       added to delta before the softplus (optional)
     -> out (b, d, l) in u's dtype; with return_last_state also h_L (b, d, n) in float32.
 
-The recurrence is computed in float32 whatever the inputs' dtype (as mamba-ssm does): under
-bfloat16 autocast a scan over hundreds of steps would otherwise lose the small state updates.
+The recurrence is computed in float32 (float64 if given float64) whatever the inputs' dtype, as
+mamba-ssm does: in bfloat16 a scan over hundreds of steps would lose the small state updates.
 """
 from __future__ import annotations
 
@@ -131,24 +131,23 @@ def selective_scan_sequential(u, delta, A, B, C, D=None, z=None, delta_bias=None
 _MAX_EXPONENT = {torch.float32: 60.0, torch.float64: 600.0}
 
 
-def _chunk_length(log_decay: torch.Tensor, largest: int) -> int:
+def _chunk_length(steepest: torch.Tensor, largest: int) -> int:
     """The longest chunk (<= ``largest``) over which the summed log-decay stays within _MAX_EXPONENT.
 
-    Inside a chunk of K steps the exponents span K - 1 steps, so |exponent| <= (K - 1) max|delta A|
-    and K = 1 + bound / max|delta A| never overflows. With Mamba's initial step sizes
-    (delta |A| <= 1.6) this is ``largest``; steps that forget everything at once give shorter chunks
-    (slower, still exact; K = 1 is the sequential loop). ``meta`` tensors have no values, so they
-    keep ``largest``.
+    ``steepest`` bounds |delta_t A| (a 0-dim tensor). Inside a chunk of K steps the exponents span
+    K - 1 steps, so |exponent| <= (K - 1) steepest, and K = 1 + bound / steepest never overflows.
+    With Mamba's initial step sizes (delta |A| <= 1.6) this is ``largest``; steps that forget
+    everything at once give shorter chunks (slower, still exact; K = 1 is the sequential loop).
+    ``meta`` tensors have no values, so they keep ``largest``.
     """
-    if log_decay.device.type == "meta" or log_decay.numel() == 0:
+    if steepest.device.type == "meta":
         return largest
-    steepest = float(log_decay.detach().abs().max())
-    bound = _MAX_EXPONENT.get(log_decay.dtype, 60.0)
+    steepest, bound = float(steepest), _MAX_EXPONENT.get(steepest.dtype, 60.0)
     return largest if steepest * (largest - 1) <= bound else 1 + int(bound // steepest)
 
 
 def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                            return_last_state=False, chunk_size: int = 64):
+                            return_last_state=False, chunk_size: int = 64, block_elements: int = 2 ** 20):
     """The same numbers as :func:`selective_scan_sequential`, with a few big tensor operations.
 
     The recurrence h_t = a_t * h_{t-1} + x_t (decay a_t = exp(delta_t A), drive x_t = delta_t B_t u_t)
@@ -167,43 +166,69 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
     from their entering states h_0, and a short loop over the chunks (l / chunk_size steps on
     (b, d, n) tensors) carries each chunk's last state into the next one.
 
+    On a CPU the channels (independent of each other) are scanned in groups whose (b, group, l, n)
+    tensors hold about ``block_elements`` numbers: there memory traffic, not arithmetic, sets the
+    speed, and smaller temporaries stay in cache (huge ones also cost page faults). A GPU gets all
+    channels at once.
+
     ``chunk_size``: the longest chunk; any value gives the same result (up to rounding).
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of time steps, got {chunk_size}")
+    batch, channels, length = u.shape
+    group = max(1, block_elements // max(1, batch * length * A.shape[1])) if u.device.type == "cpu" else channels
+    if group >= channels:
+        return _scan_channels(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, chunk_size)
+    pieces = []
+    for first in range(0, channels, group):
+        part = slice(first, first + group)
+        pieces.append(_scan_channels(
+            u[:, part], delta[:, part], A[part], B, C, None if D is None else D[part], None if z is None else z[:, part],
+            None if delta_bias is None else delta_bias[part], delta_softplus, True, chunk_size))
+    out = torch.cat([y for y, _ in pieces], dim=1)
+    return (out, torch.cat([h for _, h in pieces], dim=1)) if return_last_state else out
+
+
+def _scan_channels(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, chunk_size):
+    """selective_scan_parallel on all the channels it is given at once (inputs already checked)."""
     dtype = u.dtype
     compute = torch.promote_types(dtype, torch.float32)   # float32, or float64 if given float64
     batch, channels, length = u.shape
     with _full_precision(u.device):
         delta = _step_sizes(delta, delta_bias, delta_softplus).to(compute)  # (b, d, l)
         u_, A, B, C = u.to(compute), A.to(compute), B.to(compute), C.to(compute)
-        log_decay = delta[..., None] * A[:, None, :]                        # (b, d, l, n): log a_t
-        drive = (delta * u_)[..., None] * B.transpose(1, 2)[:, None]        # (b, d, l, n): x_t
-        K = _chunk_length(log_decay, chunk_size)
-        # Pad the time axis to whole chunks with log-decay 0 and drive 0: a padded step keeps the
-        # state as it is, so the last state is the true one.
+        # the steepest |delta_t A| per channel (cheap: (d,) numbers), at most the largest of them
+        steepest = (delta.detach().abs().amax(dim=(0, 2)) * A.detach().abs().amax(dim=1)).amax() \
+            if delta.numel() else delta.new_zeros(())
+        K = _chunk_length(steepest, chunk_size)
+        # Pad the time axis to whole chunks with delta = 0: a padded step has decay exp(0) = 1 and
+        # drive 0, so it keeps the state as it is and the last state is the true one. (Padding the
+        # small (b, d, l) inputs, before the (b, d, l, n) products, saves copying the big ones.)
         n_chunks = max(1, -(-length // K))
         pad = n_chunks * K - length
-        shape = (batch, channels, n_chunks, K, A.shape[1])
-        log_decay = F.pad(log_decay, (0, 0, 0, pad)).reshape(shape)
-        drive = F.pad(drive, (0, 0, 0, pad)).reshape(shape)
+        delta, u_, B, C = (F.pad(x, (0, pad)) for x in (delta, u_, B, C))
+        chunked = (batch, channels, n_chunks, K, A.shape[1])                # (b, d, c, K, n)
+        log_decay = (delta[..., None] * A[:, None, :]).view(chunked)        # log a_t
+        drive = ((delta * u_)[..., None] * B.transpose(1, 2)[:, None]).view(chunked)  # x_t
+        C = C.transpose(1, 2).reshape(batch, 1, n_chunks, K, A.shape[1])    # (b, 1, c, K, n)
 
         # T: cumulative log-decay from each chunk's first step (excluded: it only decays h_0)
         first_decay = torch.exp(log_decay[:, :, :, :1])                     # (b, d, c, 1, n): a_1
         T = torch.cat([torch.zeros_like(log_decay[:, :, :, :1]), log_decay[:, :, :, 1:]], dim=3).cumsum(dim=3)
-        decay_since_first = torch.exp(T)                                    # a_2 ... a_t, (b, d, c, K, n)
+        decay_since_first = torch.exp(T)                                    # a_2 ... a_t, >= exp(-bound)
         inputs_so_far = (torch.exp(-T) * drive).cumsum(dim=3)               # sum_{s<=t} exp(-T_s) x_s
-        # The short loop: the state entering chunk c + 1 is chunk c's last state.
+        # The short loop: the state entering chunk c + 1 is chunk c's last state. It runs on
+        # (b, d, n) slices taken once, before the loop (slicing the big tensors inside the loop
+        # would make backward allocate a full-size gradient per chunk).
         entering, states = drive.new_zeros(batch, channels, A.shape[1]), []
-        for c in range(n_chunks):
+        for decay_to_end, first, inputs in zip(decay_since_first[:, :, :, -1].unbind(2),
+                                               first_decay[:, :, :, 0].unbind(2), inputs_so_far[:, :, :, -1].unbind(2)):
             states.append(entering)
-            entering = decay_since_first[:, :, c, -1] * (first_decay[:, :, c, 0] * entering
-                                                         + inputs_so_far[:, :, c, -1])
+            entering = decay_to_end * (first * entering + inputs)
         h0 = torch.stack(states, dim=2)[:, :, :, None]                      # (b, d, c, 1, n)
-        h = decay_since_first * (first_decay * h0 + inputs_so_far)          # (b, d, c, K, n)
-        h = h.reshape(batch, channels, n_chunks * K, -1)[:, :, :length]     # (b, d, l, n)
-        y = torch.einsum("bdln,bnl->bdl", h, C)               # contract the state with C_t
+        h = decay_since_first * (first_decay * h0 + inputs_so_far)          # (b, d, c, K, n): h_t
+        y = (h * C).sum(-1).reshape(batch, channels, -1)[:, :, :length]     # (b, d, l): contract with C_t
         return _finish(y, u, D, z, dtype, entering, return_last_state)
 
 
