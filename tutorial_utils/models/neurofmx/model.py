@@ -37,7 +37,9 @@ class NeuroFMXConfig:
     n_inputs / n_outputs: units fed in / predicted, per session (inputs are the first outputs;
         NLB's held-out units are outputs only). n_outputs defaults to n_inputs.
     modalities: which tokenizers exist ("spikes", "calcium").
+    patch_bins: bins per token (time patch); forecast_bins: bins hidden at the end and forecast (a multiple).
     use_perceiver / use_aggregator: the pieces the ablations remove.
+    unit_rank: None for free unit embeddings, r for low-rank ones (adapters.UnitIDAdapter).
     heads: which of "encoder", "behaviour", "contrastive", "forecast" are built and trained.
     weighting / loss_weights: how the heads' losses are combined (losses.MultiTaskLoss).
     """
@@ -52,7 +54,7 @@ class NeuroFMXConfig:
     modalities: tuple[str, ...] = ("spikes",)
     use_perceiver: bool = True
     use_aggregator: bool = True
-    aggregator_layers: int = 0
+    aggregator_layers: int = 0  # self-attention layers between units before pooling (0: pooling only; each costs N^2)
     heads: tuple[str, ...] = HEADS
     d_behaviour: int = 2
     d_embed: int = 16
