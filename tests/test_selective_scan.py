@@ -318,7 +318,10 @@ def test_parallel_scan_matches_the_mamba_ssm_kernel(length):
     torch.testing.assert_close(ours[0], theirs[0], rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(ours[1], theirs[1], rtol=RTOL, atol=ATOL)
     for name, g, h in zip(tensors, grads, their_grads):
-        torch.testing.assert_close(g, h, rtol=RTOL, atol=ATOL, msg=f"grad wrt {name}")
+        # A, D, delta_bias, B and C are shared by many terms: their gradients are sums over the batch,
+        # the length or the channels, so their absolute rounding grows with the gradient's size
+        scale = 1.0 if name in ("u", "delta", "z") else max(1.0, float(h.abs().max()))
+        torch.testing.assert_close(g, h, rtol=RTOL, atol=ATOL * scale, msg=f"grad wrt {name}")
 
 
 @needs_mamba_ssm
