@@ -143,3 +143,20 @@ def test_bad_region_or_split_is_named(data):
         data.units_of("V2")
     with pytest.raises(ValueError, match="split"):
         data.trials("training")
+
+
+def test_inter_region_structure_shows_in_the_spikes(data):
+    """From spikes alone (a Poisson GLM on the other regions, multi_region.glm_from_other_regions),
+    a linked region is predictable and the lone one is not: what MtM's inter-region score should find."""
+    import warnings
+
+    from nlb_tools.evaluation import bits_per_spike
+
+    test = data.trials("test")
+    scores = {}
+    for region in ("MOT", "OLF"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rates = multi_region.glm_from_other_regions(data, region)
+        scores[region] = bits_per_spike(rates, data.spikes[test][..., data.units_of(region)].astype(np.float64))
+    assert scores["MOT"] > 0.1 and abs(scores["OLF"]) < 0.03, scores

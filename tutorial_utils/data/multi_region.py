@@ -24,6 +24,12 @@ private dynamics go nowhere). OLF has no incoming or outgoing links and independ
 nothing in the other regions says anything about it beyond what its own past says.
 ``predictable`` records exactly that: True for a region in at least one link.
 
+Measured with the defaults (300 trials, test split; ``python -m tutorial_utils.bench nb4-data``):
+bits per spike of the true rates VIS 0.14, THAL 0.25, MOT 0.26, STR 0.22, OLF 0.19, and of a
+Poisson GLM from the *other* regions' spikes (:func:`glm_from_other_regions`) VIS 0.09, THAL
+0.18, MOT 0.18, STR 0.07, OLF -0.01: the wiring shows in the spikes. Rates: median unit ~11 Hz,
+~88% of 10 ms bins empty (real mc_maze: median ~3 Hz), so models learn in minutes on a CPU.
+
 Nothing here is real data.
 """
 from __future__ import annotations
@@ -230,3 +236,37 @@ def make_multi_region(n_trials: int = 300, n_bins: int = 100, seed: int = 0, *, 
         behaviour=behaviour.astype(np.float32), split=split, bin_ms=float(bin_ms),
         bias=bias, weights=weights,
     )
+
+
+def glm_from_other_regions(data: MultiRegionData, region: str, *, n_components: int = 12,
+                           lags_bins: tuple[int, ...] = (-8, -6, -4, -2, 0, 2, 4, 6, 8),
+                           smooth_bins: float = 3.0) -> np.ndarray:
+    """A simple inter-region baseline: predict ``region``'s spikes from the *other* regions' spikes.
+
+    The other regions' spikes are Gaussian-smoothed over time (``smooth_bins``), reduced to
+    ``n_components`` principal components (fit on train+val trials) and shifted by every lag in
+    ``lags_bins`` (both directions: the whole trial is seen, as in inter-region masking); one
+    Poisson GLM per unit (scikit-learn) is fit on train+val trials. Returns the predicted rates
+    (test trials, T, units of ``region``), in expected counts per bin. Shifts wrap around the
+    trial's ends (a few edge bins see the other end).
+    """
+    from scipy.ndimage import gaussian_filter1d
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import PoissonRegressor
+
+    units = data.units_of(region)
+    others = np.flatnonzero(data.regions != data.region_names.index(region))
+    if len(others) == 0:
+        raise ValueError(f"{region} is the only region: there are no other regions to predict it from")
+    fit_rows, test_rows = np.concatenate([data.trials("train"), data.trials("val")]), data.trials("test")
+    smoothed = gaussian_filter1d(data.spikes[..., others].astype(np.float64), smooth_bins, axis=1)
+    flat = lambda a, rows: a[rows].reshape(-1, a.shape[2])  # noqa: E731
+    pca = PCA(min(n_components, len(others))).fit(flat(smoothed, fit_rows))
+    components = pca.transform(smoothed.reshape(-1, len(others))).reshape(*smoothed.shape[:2], -1)
+    features = np.concatenate([np.roll(components, lag, axis=1) for lag in lags_bins], axis=2)
+    rates = []
+    for unit in units:
+        glm = PoissonRegressor(alpha=1e-2, max_iter=300).fit(flat(features, fit_rows),
+                                                             data.spikes[fit_rows, :, unit].ravel())
+        rates.append(glm.predict(flat(features, test_rows)).reshape(len(test_rows), -1))
+    return np.stack(rates, axis=-1)
