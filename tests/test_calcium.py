@@ -27,10 +27,10 @@ def test_a_single_spike_gives_the_kernel():
     spikes = np.zeros((2, 300, 3), np.float32)
     spikes[0, 10, 1] = 1
     dff = spikes_to_fluorescence(spikes, 5.0, noise_sd=0.0)
-    kernel = indicator_kernel(5.0)
+    kernel = indicator_kernel(5.0, length_ms=290 * 5)  # nothing is cut off within a trial
     assert dff.shape == spikes.shape and dff.dtype == np.float32
-    assert len(kernel) == 280  # 7 decay constants of 200 ms in 5 ms bins; zero after that
-    np.testing.assert_allclose(dff[0, 10:, 1], np.concatenate([kernel, np.zeros(10)]), rtol=1e-6, atol=1e-9)
+    assert len(indicator_kernel(5.0)) == 280  # by default 7 decay constants of 200 ms, in 5 ms bins
+    np.testing.assert_allclose(dff[0, 10:, 1], kernel, rtol=1e-6, atol=1e-9)
     assert (dff[0, :10, 1] == 0).all()  # causal: nothing before the spike
     assert (dff[1] == 0).all() and (dff[0, :, [0, 2]] == 0).all()  # no leak across trials or units
 

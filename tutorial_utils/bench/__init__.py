@@ -7,6 +7,7 @@
     python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
     python -m tutorial_utils.bench ssm --profile quick    # selective scans and attention vs SSM, time vs length
     python -m tutorial_utils.bench nb4-neurofmx --profile quick  # Notebook 4B's NeuroFMX ablation table
+    python -m tutorial_utils.bench nb4-data               # Notebook 4's data generators: times, ground truth
 
 One module per subject; each benchmark is a function ``(profile_name) -> dict`` registered in
 ``BENCHMARKS`` as "module:function", imported only when asked for. Results go to
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "real": "data:bench_real",
     "ssm": "ssm:bench_ssm",
     "nb4-neurofmx": "nb4_neurofmx:bench_nb4_neurofmx",
+    "nb4-data": "nb4_data:bench_nb4_data",
 }
 
 

@@ -30,6 +30,27 @@ def _positive(value, name: str) -> float:
     return float(value)
 
 
+def _exponential_terms(bin_ms, tau_rise_ms, tau_decay_ms, amplitude):
+    """The bin-averaged kernel is exactly ``c_d * r_d**k - c_r * r_r**k`` for bin k >= 0; returns
+    ((c_d, r_d), (c_r, r_r)) after checking the arguments."""
+    bin_ms, tau_rise_ms, tau_decay_ms = (_positive(v, n) for v, n in
+                                         ((bin_ms, "bin_ms"), (tau_rise_ms, "tau_rise_ms"), (tau_decay_ms, "tau_decay_ms")))
+    if tau_rise_ms >= tau_decay_ms:
+        raise ValueError(f"tau_rise_ms ({tau_rise_ms:g}) must be shorter than tau_decay_ms ({tau_decay_ms:g}): "
+                         "an indicator rises fast and decays slowly")
+    if isinstance(amplitude, bool) or not (np.isfinite(amplitude) and amplitude > 0):
+        raise ValueError(f"amplitude must be a positive dF/F per spike, got {amplitude!r}")
+    # Peak of exp(-t/d) - exp(-t/r): where its derivative vanishes.
+    t_peak = np.log(tau_decay_ms / tau_rise_ms) * tau_decay_ms * tau_rise_ms / (tau_decay_ms - tau_rise_ms)
+    scale = amplitude / (np.exp(-t_peak / tau_decay_ms) - np.exp(-t_peak / tau_rise_ms))
+    # Mean of exp(-t/tau) over bin k = [k, k+1) * bin_ms: tau (1 - r) / bin_ms * r**k with r = exp(-bin_ms/tau).
+    terms = []
+    for tau in (tau_decay_ms, tau_rise_ms):
+        ratio = np.exp(-bin_ms / tau)
+        terms.append((scale * tau * (1 - ratio) / bin_ms, ratio))
+    return tuple(terms)
+
+
 def indicator_kernel(bin_ms: float, tau_rise_ms: float = 50.0, tau_decay_ms: float = 200.0,
                      amplitude: float = 0.2, length_ms: float | None = None) -> np.ndarray:
     """The dF/F response to one spike at the start of bin 0, averaged over each bin, (K,) float64.
@@ -38,30 +59,20 @@ def indicator_kernel(bin_ms: float, tau_rise_ms: float = 50.0, tau_decay_ms: flo
     makes its peak ``amplitude``) is averaged over [k, k+1) * bin_ms for bin k, as a detector
     integrates light over a bin. ``length_ms`` defaults to 7 decay constants (h < 0.1% of its peak).
     """
-    bin_ms, tau_rise_ms, tau_decay_ms = (_positive(v, n) for v, n in
-                                         ((bin_ms, "bin_ms"), (tau_rise_ms, "tau_rise_ms"), (tau_decay_ms, "tau_decay_ms")))
-    if tau_rise_ms >= tau_decay_ms:
-        raise ValueError(f"tau_rise_ms ({tau_rise_ms:g}) must be shorter than tau_decay_ms ({tau_decay_ms:g}): "
-                         "an indicator rises fast and decays slowly")
-    if not (np.isfinite(amplitude) and amplitude > 0):
-        raise ValueError(f"amplitude must be a positive dF/F per spike, got {amplitude!r}")
+    (c_decay, r_decay), (c_rise, r_rise) = _exponential_terms(bin_ms, tau_rise_ms, tau_decay_ms, amplitude)
     length_ms = 7 * tau_decay_ms if length_ms is None else _positive(length_ms, "length_ms")
-    n_bins = max(1, int(np.ceil(length_ms / bin_ms)))
-    # Peak of exp(-t/d) - exp(-t/r): where its derivative vanishes.
-    t_peak = np.log(tau_decay_ms / tau_rise_ms) * tau_decay_ms * tau_rise_ms / (tau_decay_ms - tau_rise_ms)
-    scale = amplitude / (np.exp(-t_peak / tau_decay_ms) - np.exp(-t_peak / tau_rise_ms))
-    edges = np.arange(n_bins + 1) * bin_ms
-
-    def integral(tau):  # integral of exp(-t/tau) over each bin
-        return tau * (np.exp(-edges[:-1] / tau) - np.exp(-edges[1:] / tau))
-
-    return scale * (integral(tau_decay_ms) - integral(tau_rise_ms)) / bin_ms
+    k = np.arange(max(1, int(np.ceil(length_ms / bin_ms))))
+    return c_decay * r_decay**k - c_rise * r_rise**k
 
 
 def spikes_to_fluorescence(spikes, bin_ms: float, tau_decay_ms: float = 200.0, tau_rise_ms: float = 50.0,
                            amplitude: float = 0.2, noise_sd: float = 0.05, frame_ms: float | None = None,
                            seed: int = 0):
     """Simulated dF/F of every unit: spikes convolved with :func:`indicator_kernel`, plus noise.
+
+    The convolution runs as the indicator does: two leaky integrators (one per exponential of
+    the kernel) updated bin by bin, whose difference is the kernel applied to the whole past of
+    the trial, with nothing cut off however long the trial is.
 
     Args:
         spikes: (trials, T, N) counts in bins of ``bin_ms`` (numpy array or torch tensor).
@@ -76,9 +87,10 @@ def spikes_to_fluorescence(spikes, bin_ms: float, tau_decay_ms: float = 200.0, t
     """
     is_tensor = isinstance(spikes, torch.Tensor)
     as_counts(spikes, "spikes")  # shape and value checks (a meta tensor gets the shape checks)
-    if not (isinstance(noise_sd, (int, float, np.integer, np.floating)) and np.isfinite(noise_sd) and noise_sd >= 0):
+    if isinstance(noise_sd, bool) or not (isinstance(noise_sd, (int, float, np.integer, np.floating))
+                                          and np.isfinite(noise_sd) and noise_sd >= 0):
         raise ValueError(f"noise_sd must be a non-negative number (dF/F), got {noise_sd!r}")
-    kernel = indicator_kernel(bin_ms, tau_rise_ms, tau_decay_ms, amplitude)
+    (c_decay, r_decay), (c_rise, r_rise) = _exponential_terms(bin_ms, tau_rise_ms, tau_decay_ms, amplitude)
     trials, n_bins, n_units = spikes.shape
     factor = 1
     if frame_ms is not None:
@@ -89,19 +101,25 @@ def spikes_to_fluorescence(spikes, bin_ms: float, tau_decay_ms: float = 200.0, t
             raise ValueError(f"frame_ms must be a multiple of bin_ms={bin_ms:g} that divides the trial "
                              f"({n_bins} bins = {n_bins * bin_ms:g} ms), e.g. one of {divisors[:8]}; got {frame_ms:g}")
     device = spikes.device if is_tensor else torch.device("cpu")
-    dtype = torch.float32 if is_tensor else torch.float64  # numpy: exact in float64, returned as float32
+    dtype = torch.float32 if is_tensor else torch.float64  # numpy: computed in float64, returned as float32
     x = torch.as_tensor(spikes, device=device).to(dtype)
-    # Causal convolution along time: conv1d correlates, so the kernel is flipped; left padding only.
-    weight = torch.as_tensor(kernel[::-1].copy(), dtype=dtype, device=device)[None, None]
-    flat = x.permute(0, 2, 1).reshape(trials * n_units, 1, n_bins)
-    flat = torch.nn.functional.pad(flat, (len(kernel) - 1, 0))
-    fluorescence = torch.nn.functional.conv1d(flat, weight).reshape(trials, n_units, n_bins).permute(0, 2, 1)
+    # Leaky integrators s[t] = r * s[t-1] + x[t], from rest at the trial's start.
+    decaying = torch.zeros(trials, n_units, dtype=dtype, device=device)
+    rising = torch.zeros_like(decaying)
+    out = []
+    for t in range(n_bins):
+        decaying = r_decay * decaying + x[:, t]
+        rising = r_rise * rising + x[:, t]
+        out.append(c_decay * decaying - c_rise * rising)
+    fluorescence = torch.stack(out, dim=1)
     if factor > 1:
         fluorescence = fluorescence.reshape(trials, n_bins // factor, factor, n_units).mean(dim=2)
     if noise_sd > 0:
-        generator = torch.Generator().manual_seed(int(seed))
         shape = fluorescence.shape
-        noise = torch.randn(shape, generator=generator, dtype=torch.float64) if not x.is_meta else torch.empty(shape)
+        if x.is_meta:
+            noise = torch.empty(shape, device="meta")
+        else:  # drawn on the CPU, so a seed gives the same noise on every device
+            noise = torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
         fluorescence = fluorescence + (noise_sd * noise).to(device=device, dtype=dtype)
     fluorescence = fluorescence.to(torch.float32)
     return fluorescence if is_tensor else fluorescence.numpy()
