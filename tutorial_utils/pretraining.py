@@ -1,0 +1,260 @@
+"""Plumbing of scripts/pretrain.py: its options, its data, its checkpoints and its throughput log.
+
+The script itself reads as the training recipe; what is here is the bookkeeping around it.
+
+Reproducibility across numbers of processes. A step's global batch of G windows is cut into
+``world_size * grad_accum`` micro-batches ("slots"). Each micro-batch draws its masks and dropout
+from its own seed, made from (seed, step, slot), and slot s always holds the same windows (see
+:func:`micro_batches`). So two ranks with one micro-batch each compute exactly what one process
+with two accumulated micro-batches computes: same windows, same masks, same averaged gradient.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .batches import Batch
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.jsonl"
+# Options that must match for --resume to continue the same run (the others may change, e.g. --max-steps).
+MUST_MATCH_ON_RESUME = ("sessions", "bin_ms", "max_trials", "global_batch_size", "d_model", "n_layers", "n_heads",
+                        "dropout", "input_dropout", "mask_ratio", "lr", "weight_decay", "warmup_steps", "seed")
+
+
+# ---------------------------------------------------------------- options
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Pretrain NDT1-stitch on many sessions with DistributedDataParallel "
+                    "(run it with torchrun for several processes, or plainly for one).")
+    parser.add_argument("--config", type=Path, help="JSON or YAML file of option values (keys as the flags, "
+                        "with _ for -); flags given on the command line win")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", type=Path, help="data cache root (default: $TUTORIAL_DATA_DIR or ./data)")
+    data.add_argument("--sessions", nargs="+", default=["mc_maze_small", "mc_maze_medium"])
+    data.add_argument("--bin-ms", type=int, default=5)
+    data.add_argument("--synthetic", action="store_true", default=None,
+                      help="use the simulated stand-in (default: $TUTORIAL_SYNTHETIC_DATA)")
+    data.add_argument("--max-trials", type=int, help="use at most this many training trials per session")
+    model = parser.add_argument_group("model and objective")
+    model.add_argument("--d-model", type=int, default=64)
+    model.add_argument("--n-layers", type=int, default=2)
+    model.add_argument("--n-heads", type=int, default=4)
+    model.add_argument("--dropout", type=float, default=0.1)
+    model.add_argument("--input-dropout", type=float, default=0.3)
+    model.add_argument("--mask-ratio", type=float, default=0.2)
+    training = parser.add_argument_group("training")
+    training.add_argument("--global-batch-size", type=int, default=64,
+                          help="windows per optimizer step, summed over all ranks and accumulation steps")
+    training.add_argument("--grad-accum", type=int, default=1,
+                          help="micro-batches accumulated per rank before each optimizer step")
+    training.add_argument("--max-steps", type=int, default=1000)
+    training.add_argument("--lr", type=float, default=3e-3)
+    training.add_argument("--weight-decay", type=float, default=0.01)
+    training.add_argument("--warmup-steps", type=int, default=50)
+    training.add_argument("--autocast", choices=["off", "bfloat16", "float16"],
+                          help="mixed precision (default: runtime.autocast_dtype: bfloat16/float16 on GPUs, off on CPU)")
+    training.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
+    training.add_argument("--seed", type=int, default=0)
+    run = parser.add_argument_group("checkpoints and logs")
+    run.add_argument("--out-dir", type=Path, default=Path("runs/pretrain"))
+    run.add_argument("--save-every", type=int, default=100, help="checkpoint every this many steps (and at the end)")
+    run.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt if it exists")
+    run.add_argument("--log-every", type=int, default=10)
+    run.add_argument("--log-window-ids", action="store_true",
+                     help="write the window ids each rank trains on to OUT_DIR/windows_rank<R>.jsonl")
+    run.add_argument("--crash-at-step", type=int, help=argparse.SUPPRESS)  # test hook: die after this step
+    return parser
+
+
+def parse_options(argv=None, world_size: int = 1) -> argparse.Namespace:
+    """Flags over the optional config file over the defaults; checked against ``world_size``.
+
+    Bad input stops with argparse's usage message and a sentence saying what was expected.
+    """
+    parser = build_parser()
+    args, _ = parser.parse_known_args(argv)
+    if args.config is not None:
+        parser.set_defaults(**read_config(args.config, parser))
+    args = parser.parse_args(argv)
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir} is not a folder; give the folder that holds the sessions "
+                     "(the loaders' cache root), or leave the flag out to use $TUTORIAL_DATA_DIR")
+    for name in ("global_batch_size", "grad_accum", "max_steps", "save_every", "log_every", "d_model", "max_trials"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    micro_batches = world_size * args.grad_accum
+    if args.global_batch_size % micro_batches:
+        parser.error(f"--global-batch-size {args.global_batch_size} is not divisible by world size ({world_size}) x "
+                     f"--grad-accum ({args.grad_accum}) = {micro_batches}; pick a multiple of {micro_batches}")
+    return args
+
+
+def read_config(path: Path, parser: argparse.ArgumentParser) -> dict:
+    """Option values from a .json or .yaml/.yml file, checked against the parser's options."""
+    if not path.is_file():
+        parser.error(f"--config {path} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    elif path.suffix == ".json":
+        values = json.loads(text)
+    else:
+        parser.error(f"--config {path}: expected a .json, .yaml or .yml file")
+    if not isinstance(values, dict):
+        parser.error(f"--config {path}: expected a mapping of option names to values")
+    values = {key.replace("-", "_"): value for key, value in values.items()}
+    known = {action.dest for action in parser._actions} - {"help", "config"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        parser.error(f"--config {path}: unknown options {unknown}; known: {sorted(known)}")
+    for key in ("data_dir", "out_dir"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key])
+    return values
+
+
+# ---------------------------------------------------------------- data
+
+@dataclass
+class Windows:
+    """The training windows of several sessions, padded into one :class:`Batch` (window i is
+    ``batch[i]``), with what the model needs to know about each session."""
+
+    batch: Batch  # spikes (W, T, max N_in), targets (W, T, max N_out), session (W,)
+    n_inputs: list[int]  # held-in units per session
+    n_outputs: list[int]  # held-in + held-out units per session
+    session_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+
+def load_windows(args: argparse.Namespace) -> Windows:
+    """The data source: every training trial of ``args.sessions`` as one window.
+
+    The eager stand-in: the sessions are loaded whole with ``load_mc_maze``. Replace this function
+    (and the sampler in the script) to stream windows from many NWB files instead.
+    """
+    from .api import _stitch_batch
+    from .data import load_mc_maze
+
+    sessions = [load_mc_maze(name, args.bin_ms, data_dir=args.data_dir, synthetic=args.synthetic)
+                for name in args.sessions]
+    counts = [torch.as_tensor(s.all_spikes("train")[: args.max_trials]) for s in sessions]
+    n_outputs = [c.shape[2] for c in counts]
+    n_inputs = [s.heldin_spikes.shape[2] for s in sessions]
+    batch = _stitch_batch(counts, list(range(len(counts))), n_inputs, n_outputs)
+    return Windows(batch, n_inputs, n_outputs, [s.label for s in sessions])
+
+
+def micro_batches(window_ids: torch.Tensor, grad_accum: int) -> list[torch.Tensor]:
+    """A rank's share of one global batch cut into ``grad_accum`` micro-batches, strided.
+
+    DistributedSampler gives rank r the positions r, r + W, r + 2W, ... of the shuffled order;
+    taking every ``grad_accum``-th of them again makes micro-batch a of rank r hold the positions
+    (W * a + r) + k * W * grad_accum: a slot fixed by W * a + r alone, the same windows whatever
+    the split between ranks and accumulation.
+    """
+    return [window_ids[a::grad_accum] for a in range(grad_accum)]
+
+
+def micro_batch_seed(seed: int, step: int, slot: int) -> int:
+    """The seed of one micro-batch's masks and dropout: a function of the run's seed, the step and
+    the micro-batch's slot only, so it does not depend on how many processes share the work."""
+    return int(np.random.SeedSequence([seed, step, slot]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------- learning-rate schedule
+
+def warmup_cosine(step: int, warmup_steps: int, max_steps: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``max_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, step: int, epoch: int,
+                    args: argparse.Namespace) -> None:
+    """Everything needed to continue exactly: weights, optimizer and schedule state, the step, the
+    sampler's epoch, the random states, and the options. Written under a temporary name and then
+    renamed, so a crash while saving leaves the previous checkpoint intact."""
+    state = {
+        "model": model.state_dict(), "model_config": vars(model.config).copy(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+        "step": step, "epoch": epoch,
+        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "options": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+    }
+    partial = path.with_suffix(f".partial{os.getpid()}")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: Path, args: argparse.Namespace, *, model, optimizer, scheduler, scaler) -> int:
+    """Restore a :func:`save_checkpoint` into the given objects; returns the step to continue from.
+
+    Raises ValueError when the checkpoint was made with different data, model or recipe options.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    saved = state["options"]
+    changed = {key: (saved.get(key), getattr(args, key)) for key in MUST_MATCH_ON_RESUME
+               if saved.get(key) != getattr(args, key)}
+    if changed:
+        raise ValueError(f"{path} was written by a run with other options {changed} (saved, now); resume "
+                         "with the same options, or use a new --out-dir to start another run")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return state["step"]
+
+
+# ---------------------------------------------------------------- throughput log
+
+class ThroughputLog:
+    """Appends one JSON line per logging step to ``path`` (rank 0) with the loss, the learning rate
+    and the throughput since the last line: windows/s and tokens/s (one token per time bin) of
+    every rank, and their sum over ranks (the global throughput)."""
+
+    def __init__(self, path: Path | None, tokens_per_window: int):
+        self.path, self.tokens_per_window = path, tokens_per_window
+        self.windows, self.started = 0, time.perf_counter()
+
+    def count(self, windows: int) -> None:
+        self.windows += windows
+
+    def rates(self) -> tuple[float, float]:
+        """This rank's (windows/s, tokens/s) since the last call; restarts the clock."""
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # count the GPU work queued so far, not just its launch
+        now = time.perf_counter()
+        windows_per_s = self.windows / max(now - self.started, 1e-9)
+        self.windows, self.started = 0, now
+        return windows_per_s, windows_per_s * self.tokens_per_window
+
+    def write(self, record: dict) -> None:
+        if self.path is not None:
+            with self.path.open("a") as out:
+                out.write(json.dumps(record) + "\n")
