@@ -2,7 +2,7 @@
 
 The runs are tiny (32 windows of the synthetic stand-in, a 1-layer model, 8 steps = 2 epochs) and
 shared between the tests through module fixtures: one 2-rank run, one single-process run, and one
-2-rank run that dies at step 6 and is resumed from its step-4 checkpoint.
+2-rank run that dies at step 5 and is resumed from its step-3 checkpoint (mid-epoch).
 """
 import importlib.util
 import json
@@ -91,20 +91,20 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(two_ranks, one_p
 
 
 def test_a_run_killed_mid_way_resumes_to_the_same_weights(two_ranks, tmp_path):
-    crashed = run_script(tmp_path, "--save-every", "4", "--crash-at-step", "6", ranks=2, check=False)
+    crashed = run_script(tmp_path, "--save-every", "3", "--crash-at-step", "5", ranks=2, check=False)
     assert crashed.returncode != 0
     state = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)
-    assert state["step"] == 4 and state["epoch"] == 0  # the last checkpoint before the crash
-    resumed = run_script(tmp_path, "--save-every", "4", "--resume", ranks=2)
-    assert "resuming from" in resumed.stdout and "at step 4" in resumed.stdout
+    assert state["step"] == 3 and state["epoch"] == 0  # the last checkpoint before the crash, mid-epoch
+    resumed = run_script(tmp_path, "--save-every", "3", "--resume", ranks=2)
+    assert "resuming from" in resumed.stdout and "at step 3" in resumed.stdout
     for name, weight in final_weights(two_ranks).items():
         torch.testing.assert_close(final_weights(tmp_path)[name], weight, rtol=1e-6, atol=1e-7, msg=name)
-    # steps 5-6 ran twice (before the crash and after resuming) and gave the same losses
+    # steps 4-5 ran twice (before the crash and after resuming) and gave the same losses
     losses = {}
     for line in read_jsonl(tmp_path / "log.jsonl"):
         losses.setdefault(line["step"], []).append(line["loss"])
-    assert [len(losses[s]) for s in range(1, STEPS + 1)] == [1, 1, 1, 1, 2, 2, 1, 1]
-    assert losses[5][0] == pytest.approx(losses[5][1]) and losses[6][0] == pytest.approx(losses[6][1])
+    assert [len(losses[s]) for s in range(1, STEPS + 1)] == [1, 1, 1, 2, 2, 1, 1, 1]
+    assert losses[4][0] == pytest.approx(losses[4][1]) and losses[5][0] == pytest.approx(losses[5][1])
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(two_ranks, tmp_path):
@@ -114,6 +114,9 @@ def test_resume_refuses_a_checkpoint_of_another_run(two_ranks, tmp_path):
 
 
 # ---------------------------------------------------------------- bad command lines (in-process, no launch)
+
+CHEAP = ["--sessions", "mc_maze_small", "--max-trials", "8", "--max-steps", "1"]  # should the check be missing
+
 
 @pytest.fixture
 def pretrain_main():
@@ -125,7 +128,7 @@ def pretrain_main():
 
 def test_missing_data_dir_is_a_clear_error(pretrain_main, tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
-        pretrain_main(["--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "out")])
+        pretrain_main(["--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "out"), *CHEAP])
     assert error.value.code == 2
     message = capsys.readouterr().err
     assert "--data-dir" in message and "nowhere" in message and "is not a folder" in message
@@ -135,7 +138,7 @@ def test_missing_data_dir_is_a_clear_error(pretrain_main, tmp_path, capsys):
 def test_global_batch_must_divide_among_ranks_and_micro_batches(pretrain_main, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc_per_node 2 would set it
     with pytest.raises(SystemExit):
-        pretrain_main(["--global-batch-size", "12", "--grad-accum", "4", "--out-dir", str(tmp_path)])
+        pretrain_main([*CHEAP, "--global-batch-size", "12", "--grad-accum", "4", "--out-dir", str(tmp_path)])
     message = capsys.readouterr().err
     assert "--global-batch-size 12 is not divisible" in message and "= 8" in message
 
