@@ -47,7 +47,12 @@ def setup(device: str | None = None) -> Context:
     """
     rank, world_size = int(os.environ.get("RANK", "0")), world_size_from_env()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but PyTorch sees no GPU; leave the device out (or use 'cpu') to run on the CPU")
     use_cuda = torch.cuda.is_available() and device != "cpu"
+    if use_cuda and local_rank >= torch.cuda.device_count():
+        raise ValueError(f"this is local rank {local_rank} but only {torch.cuda.device_count()} GPU(s) are visible: "
+                         "start at most one process per GPU (torchrun --nproc_per_node <number of GPUs>)")
     if use_cuda:
         torch.cuda.set_device(local_rank)
     where = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
