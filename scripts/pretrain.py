@@ -17,12 +17,12 @@ from contextlib import nullcontext
 from itertools import islice
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from tutorial_utils import distributed
 from tutorial_utils.models import NDT1Stitch
 from tutorial_utils.objectives import StitchedMaskedAutoencoding
-from tutorial_utils.pretraining import (CHECKPOINT_NAME, LOG_NAME, ThroughputLog, load_checkpoint, load_windows,
+from tutorial_utils.pretraining import (CHECKPOINT_NAME, LOG_NAME, FileGroupedSampler, ThroughputLog, load_checkpoint, load_windows,
                                         micro_batch_seed, micro_batches, parse_options, save_checkpoint,
                                         warmup_cosine)
 from tutorial_utils.runtime import autocast_dtype, seed_everything
@@ -35,10 +35,9 @@ def main(argv=None) -> None:
     rank, world_size, device = context.rank, context.world_size, context.device
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
-    # Data: window i of the training set is windows.batch[i]; the sampler deals out window ids.
+    # Data: windows streamed from NWB files; the sampler deals out window ids, disjoint across ranks.
     windows = load_windows(args)
-    sampler = DistributedSampler(range(len(windows)), num_replicas=world_size, rank=rank, shuffle=True,
-                                 seed=args.seed, drop_last=True)
+    sampler = FileGroupedSampler(windows.dataset, num_replicas=world_size, rank=rank, drop_last=True)
     per_rank = args.global_batch_size // world_size
     loader = DataLoader(range(len(windows)), batch_size=per_rank, sampler=sampler, drop_last=True,
                         collate_fn=torch.tensor)
@@ -48,7 +47,7 @@ def main(argv=None) -> None:
 
     # Model, objective, optimizer: the same seed on every rank, so every copy starts identical.
     seed_everything(args.seed)
-    model = NDT1Stitch(windows.n_inputs, windows.batch.spikes.shape[1], windows.n_outputs, d_model=args.d_model,
+    model = NDT1Stitch(windows.n_inputs, windows.n_bins, windows.n_outputs, d_model=args.d_model,
                        n_layers=args.n_layers, n_heads=args.n_heads, dropout=args.dropout,
                        session_names=windows.session_names).to(device)
     objective = StitchedMaskedAutoencoding(args.mask_ratio, input_dropout=args.input_dropout)
@@ -69,7 +68,7 @@ def main(argv=None) -> None:
         print(f"--resume: no checkpoint in {args.out_dir} yet, starting from step 0")
     ddp_model = distributed.wrap(model, context)  # DDP after loading: it broadcasts rank 0's weights
 
-    log = ThroughputLog(args.out_dir / LOG_NAME if context.is_main else None, windows.batch.spikes.shape[1])
+    log = ThroughputLog(args.out_dir / LOG_NAME if context.is_main else None, windows.n_bins)
     window_log = (args.out_dir / f"windows_rank{rank}.jsonl").open("a") if args.log_window_ids else None
     if context.is_main:
         print(f"{world_size} rank(s) on {device}, backend {context.backend}, {len(windows)} windows from "
@@ -83,16 +82,17 @@ def main(argv=None) -> None:
             sampler.set_epoch(epoch)  # reshuffle: a new order each epoch, the same on every rank
             batches = islice(iter(loader), position, None)
         window_ids = next(batches)
+        batch = windows.batch(window_ids).to(device)  # this rank's share of the global batch
         if window_log is not None:
             window_log.write(f'{{"step": {step}, "epoch": {epoch}, "windows": {window_ids.tolist()}}}\n')
 
         step_loss = 0.0
-        for a, ids in enumerate(micro_batches(window_ids, args.grad_accum)):
+        for a, micro_batch in enumerate(micro_batches(batch, args.grad_accum)):
             generator = seed_everything(micro_batch_seed(args.seed, step, slot=world_size * a + rank))
             last = a == args.grad_accum - 1
             with nullcontext() if last or context.backend is None else ddp_model.no_sync():  # all-reduce once
-                losses = backward_pass(ddp_model, objective, windows.batch[ids].to(device), generator, amp_dtype,
-                                       scaler, loss_weight=1.0 / args.grad_accum)
+                losses = backward_pass(ddp_model, objective, micro_batch, generator, amp_dtype, scaler,
+                                       loss_weight=1.0 / args.grad_accum)
             step_loss += losses["total"] / args.grad_accum
         lr = scheduler.get_last_lr()[0]  # this step's
         optimizer_step(ddp_model, optimizer, scaler)

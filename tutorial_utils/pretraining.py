@@ -27,7 +27,7 @@ from .batches import Batch
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.jsonl"
 # Options that must match for --resume to continue the same run (the others may change, e.g. --max-steps).
-MUST_MATCH_ON_RESUME = ("sessions", "bin_ms", "max_trials", "global_batch_size", "d_model", "n_layers", "n_heads",
+MUST_MATCH_ON_RESUME = ("data_dir", "sessions", "bin_ms", "max_trials", "global_batch_size", "d_model", "n_layers", "n_heads",
                         "dropout", "input_dropout", "mask_ratio", "lr", "weight_decay", "warmup_steps", "seed")
 
 
@@ -40,12 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="JSON or YAML file of option values (keys as the flags, "
                         "with _ for -); flags given on the command line win")
     data = parser.add_argument_group("data")
-    data.add_argument("--data-dir", type=Path, help="data cache root (default: $TUTORIAL_DATA_DIR or ./data)")
-    data.add_argument("--sessions", nargs="+", default=["mc_maze_small", "mc_maze_medium"])
-    data.add_argument("--bin-ms", type=int, default=5)
+    data.add_argument("--data-dir", type=Path, help="a folder of NWB files in the NLB layout (searched recursively), "
+                      "one session each; without it, --sessions from the course's data cache")
+    data.add_argument("--sessions", nargs="+", default=["mc_maze_small", "mc_maze_medium"],
+                      help="MC_Maze sessions (used without --data-dir)")
     data.add_argument("--synthetic", action="store_true", default=None,
-                      help="use the simulated stand-in (default: $TUTORIAL_SYNTHETIC_DATA)")
+                      help="--sessions: the simulated stand-in (default: $TUTORIAL_SYNTHETIC_DATA)")
+    data.add_argument("--bin-ms", type=int, default=5)
     data.add_argument("--max-trials", type=int, help="use at most this many training trials per session")
+    data.add_argument("--max-open-files", type=int, default=8, help="NWB files kept in memory per rank")
     model = parser.add_argument_group("model and objective")
     model.add_argument("--d-model", type=int, default=64)
     model.add_argument("--n-layers", type=int, default=2)
@@ -90,7 +93,8 @@ def parse_options(argv=None, world_size: int = 1) -> argparse.Namespace:
     if args.data_dir is not None and not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a folder; give the folder that holds the sessions "
                      "(the loaders' cache root), or leave the flag out to use $TUTORIAL_DATA_DIR")
-    for name in ("global_batch_size", "grad_accum", "max_steps", "save_every", "log_every", "d_model", "max_trials"):
+    for name in ("global_batch_size", "grad_accum", "max_steps", "save_every", "log_every", "d_model", "max_trials",
+                 "max_open_files"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     micro_batches = world_size * args.grad_accum
@@ -130,45 +134,94 @@ def read_config(path: Path, parser: argparse.ArgumentParser) -> dict:
 
 @dataclass
 class Windows:
-    """The training windows of several sessions, padded into one :class:`Batch` (window i is
-    ``batch[i]``), with what the model needs to know about each session."""
+    """The training windows, streamed from NWB files (:class:`~tutorial_utils.data.WindowDataset`,
+    one window per training trial), and what the model needs to know about each session."""
 
-    batch: Batch  # spikes (W, T, max N_in), targets (W, T, max N_out), session (W,)
-    n_inputs: list[int]  # held-in units per session
+    dataset: "WindowDataset"
+    n_inputs: list[int]  # held-in units per session (in the dataset's session order)
     n_outputs: list[int]  # held-in + held-out units per session
     session_names: list[str]
 
     def __len__(self) -> int:
-        return len(self.batch)
+        return len(self.dataset)
+
+    @property
+    def n_bins(self) -> int:
+        return self.dataset.n_bins
+
+    def batch(self, window_ids: torch.Tensor) -> Batch:
+        """Windows ``window_ids`` as NDT1-stitch's batch: inputs (B, T, max N_in) the held-in units,
+        targets (B, T, max N_out) all units (held-in first), session (B,); zero-padded.
+
+        Widths are fixed by the sessions, not by the windows drawn, so that a micro-batch's random
+        masks do not depend on which other windows share its batch."""
+        from .data import collate_windows
+
+        windows = collate_windows([self.dataset[int(i)] for i in window_ids])  # (B, T, widest unit count drawn)
+        inputs = windows.spikes.masked_fill(windows.heldout[:, None, :], 0.0)  # a session's held-in units come first
+        inputs = torch.nn.functional.pad(inputs, (0, max(self.n_inputs) - inputs.shape[2]))  # (crops if negative)
+        targets = torch.nn.functional.pad(windows.spikes, (0, max(self.n_outputs) - windows.spikes.shape[2]))
+        return Batch(inputs, targets=targets, session=windows.session)
+
+
+def training_files(args: argparse.Namespace) -> list[Path]:
+    """The NWB files to train on: every training file under ``--data-dir``, else the train files of
+    the MC_Maze ``--sessions`` in the course's data cache (downloaded, or generated with
+    ``--synthetic``, when missing)."""
+    if args.data_dir is not None:
+        files = sorted(path for path in args.data_dir.rglob("*.nwb") if "desc-test" not in path.name)
+        if not files:
+            raise ValueError(f"--data-dir {args.data_dir} holds no .nwb training files (NLB layout, e.g. written "
+                             "by data.write_sessions_nwb); NLB test files (desc-test) are skipped")
+        return files
+    from .data import load_mc_maze
+    from .data.maze_catalogue import dandi_paths, session_dir, use_synthetic
+
+    files = []
+    for name in args.sessions:
+        path = session_dir(name, synthetic=use_synthetic(args.synthetic)) / dandi_paths(name)[0]
+        if not path.exists():
+            load_mc_maze(name, args.bin_ms, synthetic=args.synthetic)  # downloads or generates it
+        files.append(path)
+    return files
 
 
 def load_windows(args: argparse.Namespace) -> Windows:
-    """The data source: every training trial of ``args.sessions`` as one window.
+    """The data source: one window per training trial of every file, read lazily (see
+    :class:`~tutorial_utils.data.WindowDataset`); ``--max-trials`` keeps each file's first ones."""
+    from .data import WindowDataset
 
-    The eager stand-in: the sessions are loaded whole with ``load_mc_maze``. Replace this function
-    (and the sampler in the script) to stream windows from many NWB files instead.
-    """
-    from .api import _stitch_batch
-    from .data import load_mc_maze
-
-    sessions = [load_mc_maze(name, args.bin_ms, data_dir=args.data_dir, synthetic=args.synthetic)
-                for name in args.sessions]
-    counts = [torch.as_tensor(s.all_spikes("train")[: args.max_trials]) for s in sessions]
-    n_outputs = [c.shape[2] for c in counts]
-    n_inputs = [s.heldin_spikes.shape[2] for s in sessions]
-    batch = _stitch_batch(counts, list(range(len(counts))), n_inputs, n_outputs)
-    return Windows(batch, n_inputs, n_outputs, [s.label for s in sessions])
+    dataset = WindowDataset(training_files(args), bin_ms=args.bin_ms, splits=("train",), seed=args.seed,
+                            max_loaded=args.max_open_files)
+    if args.max_trials is not None:
+        keep = np.concatenate([np.flatnonzero(dataset.windows[:, 0] == f)[: args.max_trials]
+                               for f in range(len(dataset.files))])
+        dataset.windows = dataset.windows[np.sort(keep)]
+    n_outputs = [len(info.unit_ids) for info in dataset.info]
+    n_inputs = [int((~info.heldout).sum()) for info in dataset.info]
+    return Windows(dataset, n_inputs, n_outputs, [info.session for info in dataset.info])
 
 
-def micro_batches(window_ids: torch.Tensor, grad_accum: int) -> list[torch.Tensor]:
+class FileGroupedSampler(torch.utils.data.DistributedSampler):
+    """A DistributedSampler (rank r of W takes positions r, r + W, ... of each epoch's shuffled
+    order, dropping the remainder) whose order keeps each file's windows together
+    (WindowDataset.epoch_order), so each rank reads each file about once per epoch even when only
+    a few files fit in memory. Call ``set_epoch`` before each epoch, as for any DistributedSampler."""
+
+    def __iter__(self):
+        order = self.dataset.epoch_order(self.epoch)[: self.total_size]
+        return iter(order[self.rank:self.total_size:self.num_replicas].tolist())
+
+
+def micro_batches(batch: Batch, grad_accum: int) -> list[Batch]:
     """A rank's share of one global batch cut into ``grad_accum`` micro-batches, strided.
 
-    DistributedSampler gives rank r the positions r, r + W, r + 2W, ... of the shuffled order;
-    taking every ``grad_accum``-th of them again makes micro-batch a of rank r hold the positions
+    The sampler gives rank r the positions r, r + W, r + 2W, ... of the epoch's order; taking every
+    ``grad_accum``-th of them again makes micro-batch a of rank r hold the positions
     (W * a + r) + k * W * grad_accum: a slot fixed by W * a + r alone, the same windows whatever
     the split between ranks and accumulation.
     """
-    return [window_ids[a::grad_accum] for a in range(grad_accum)]
+    return [batch[a::grad_accum] for a in range(grad_accum)]
 
 
 def micro_batch_seed(seed: int, step: int, slot: int) -> int:
@@ -200,11 +253,16 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, step: in
         "step": step, "epoch": epoch,
         "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-        "options": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+        "options": {key: _plain(value) for key, value in vars(args).items()},
     }
     partial = path.with_suffix(f".partial{os.getpid()}")
     torch.save(state, partial)
     os.replace(partial, path)
+
+
+def _plain(value):
+    """An option as saved in a checkpoint (paths as strings)."""
+    return str(value) if isinstance(value, Path) else value
 
 
 def load_checkpoint(path: Path, args: argparse.Namespace, *, model, optimizer, scheduler, scaler) -> int:
@@ -214,8 +272,8 @@ def load_checkpoint(path: Path, args: argparse.Namespace, *, model, optimizer, s
     """
     state = torch.load(path, map_location="cpu", weights_only=False)
     saved = state["options"]
-    changed = {key: (saved.get(key), getattr(args, key)) for key in MUST_MATCH_ON_RESUME
-               if saved.get(key) != getattr(args, key)}
+    changed = {key: (saved.get(key), _plain(getattr(args, key))) for key in MUST_MATCH_ON_RESUME
+               if saved.get(key) != _plain(getattr(args, key))}
     if changed:
         raise ValueError(f"{path} was written by a run with other options {changed} (saved, now); resume "
                          "with the same options, or use a new --out-dir to start another run")
