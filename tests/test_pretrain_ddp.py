@@ -113,6 +113,18 @@ def test_resume_refuses_a_checkpoint_of_another_run(two_ranks, tmp_path):
     assert result.returncode != 0 and "other options" in result.stderr and "seed" in result.stderr
 
 
+def test_trains_on_a_folder_of_nwb_files(tmp_path):
+    """--data-dir: every session file under the folder is streamed (here 3 simulated sessions)."""
+    from tutorial_utils.data import simulate_sessions, write_sessions_nwb
+
+    write_sessions_nwb(simulate_sessions(3, n_trials=8, seed=0), tmp_path / "nwb")
+    result = run_script(tmp_path / "out", "--data-dir", str(tmp_path / "nwb"), "--max-steps", "2",
+                        "--global-batch-size", "4")
+    assert "from 3 sessions" in result.stdout
+    state = torch.load(tmp_path / "out" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 2 and state["model_config"]["session_names"] == ["session_00", "session_01", "session_02"]
+
+
 # ---------------------------------------------------------------- bad command lines (in-process, no launch)
 
 CHEAP = ["--sessions", "mc_maze_small", "--max-trials", "8", "--max-steps", "1"]  # should the check be missing
