@@ -1,12 +1,14 @@
 """Pretrain NDT1-stitch on many sessions, on one or many GPUs (or CPU processes), with PyTorch DDP.
 
     python scripts/pretrain.py --out-dir runs/a                                   # one process
+    python scripts/pretrain.py --data-dir folder_of_nwb_files --out-dir runs/b    # your own sessions
     torchrun --standalone --nproc_per_node 8 scripts/pretrain.py --config run.yaml --out-dir runs/a
     torchrun --standalone --nproc_per_node 8 scripts/pretrain.py --config run.yaml --out-dir runs/a --resume
 
 docs/pretrain.md explains the multi-node launch and every option (``--help`` lists them).
 
-One optimizer step sees ``--global-batch-size`` windows, whatever the number of processes: each of
+Windows (one per training trial) are streamed from NWB files (data.WindowDataset). One optimizer
+step sees ``--global-batch-size`` windows, whatever the number of processes: each of
 the W ranks takes its share from a DistributedSampler and cuts it into ``--grad-accum``
 micro-batches; DDP averages the gradients over ranks and we average over micro-batches. The
 objective is fit_ndt1_stitch's (masked Poisson likelihood, held-out units predicted from the
@@ -22,9 +24,9 @@ from torch.utils.data import DataLoader
 from tutorial_utils import distributed
 from tutorial_utils.models import NDT1Stitch
 from tutorial_utils.objectives import StitchedMaskedAutoencoding
-from tutorial_utils.pretraining import (CHECKPOINT_NAME, LOG_NAME, FileGroupedSampler, ThroughputLog, load_checkpoint, load_windows,
-                                        micro_batch_seed, micro_batches, parse_options, save_checkpoint,
-                                        warmup_cosine)
+from tutorial_utils.pretraining import (CHECKPOINT_NAME, LOG_NAME, FileGroupedSampler, ThroughputLog, load_checkpoint,
+                                        load_windows, micro_batch_seed, micro_batches, parse_options,
+                                        save_checkpoint, warmup_cosine)
 from tutorial_utils.runtime import autocast_dtype, seed_everything
 from tutorial_utils.training import backward_pass, gradient_scaler, optimizer_step
 

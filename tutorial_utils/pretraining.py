@@ -18,17 +18,22 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .batches import Batch
 
+if TYPE_CHECKING:
+    from .data import WindowDataset
+
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.jsonl"
 # Options that must match for --resume to continue the same run (the others may change, e.g. --max-steps).
-MUST_MATCH_ON_RESUME = ("data_dir", "sessions", "bin_ms", "max_trials", "global_batch_size", "d_model", "n_layers", "n_heads",
-                        "dropout", "input_dropout", "mask_ratio", "lr", "weight_decay", "warmup_steps", "seed")
+MUST_MATCH_ON_RESUME = ("data_dir", "sessions", "bin_ms", "max_trials", "global_batch_size", "d_model", "n_layers",
+                        "n_heads", "dropout", "input_dropout", "mask_ratio", "lr", "weight_decay", "warmup_steps",
+                        "seed")
 
 
 # ---------------------------------------------------------------- options
@@ -66,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--weight-decay", type=float, default=0.01)
     training.add_argument("--warmup-steps", type=int, default=50)
     training.add_argument("--autocast", choices=["off", "bfloat16", "float16"],
-                          help="mixed precision (default: runtime.autocast_dtype: bfloat16/float16 on GPUs, off on CPU)")
+                          help="mixed precision (default: runtime.autocast_dtype: bfloat16 or float16 on GPUs, "
+                          "off on CPU)")
     training.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
     training.add_argument("--seed", type=int, default=0)
     run = parser.add_argument_group("checkpoints and logs")
