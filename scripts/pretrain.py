@@ -42,7 +42,8 @@ def main(argv=None) -> None:
     sampler = FileGroupedSampler(windows.dataset, num_replicas=world_size, rank=rank, drop_last=True)
     per_rank = args.global_batch_size // world_size
     loader = DataLoader(range(len(windows)), batch_size=per_rank, sampler=sampler, drop_last=True,
-                        collate_fn=torch.tensor)
+                        collate_fn=windows.collate, num_workers=args.num_workers,  # workers read files ahead
+                        persistent_workers=args.num_workers > 0)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise ValueError(f"{len(windows)} windows are fewer than one global batch of {args.global_batch_size}")
@@ -83,8 +84,8 @@ def main(argv=None) -> None:
             epoch, position = divmod(step, steps_per_epoch)
             sampler.set_epoch(epoch)  # reshuffle: a new order each epoch, the same on every rank
             batches = islice(iter(loader), position, None)
-        window_ids = next(batches)
-        batch = windows.batch(window_ids).to(device)  # this rank's share of the global batch
+        window_ids, batch = next(batches)  # this rank's share of the global batch
+        batch = batch.to(device)
         if window_log is not None:
             window_log.write(f'{{"step": {step}, "epoch": {epoch}, "windows": {window_ids.tolist()}}}\n')
 

@@ -107,10 +107,20 @@ def test_a_run_killed_mid_way_resumes_to_the_same_weights(two_ranks, tmp_path):
     assert losses[4][0] == pytest.approx(losses[4][1]) and losses[5][0] == pytest.approx(losses[5][1])
 
 
-def test_resume_refuses_a_checkpoint_of_another_run(two_ranks, tmp_path):
-    (tmp_path / "checkpoint.pt").write_bytes((two_ranks / "checkpoint.pt").read_bytes())
-    result = run_script(tmp_path, "--resume", "--seed", "1", check=False)
-    assert result.returncode != 0 and "other options" in result.stderr and "seed" in result.stderr
+def test_resume_refuses_a_checkpoint_of_another_run(two_ranks):
+    from tutorial_utils.models import NDT1Stitch
+    from tutorial_utils.pretraining import load_checkpoint, parse_options
+
+    state = torch.load(two_ranks / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model = NDT1Stitch(**state["model_config"])
+    optimizer = torch.optim.AdamW(model.parameters())
+    parts = dict(model=model, optimizer=optimizer, scaler=torch.amp.GradScaler("cuda", enabled=False),
+                 scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0))
+    same = parse_options([*OPTIONS, "--out-dir", str(two_ranks)])
+    assert load_checkpoint(two_ranks / "checkpoint.pt", same, **parts) == STEPS
+    other = parse_options([*OPTIONS, "--out-dir", str(two_ranks), "--seed", "1"])
+    with pytest.raises(ValueError, match=r"other options \{'seed': \(0, 1\)\}"):
+        load_checkpoint(two_ranks / "checkpoint.pt", other, **parts)
 
 
 def test_trains_on_a_folder_of_nwb_files(tmp_path):

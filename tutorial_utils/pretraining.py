@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="--sessions: the simulated stand-in (default: $TUTORIAL_SYNTHETIC_DATA)")
     data.add_argument("--bin-ms", type=int, default=5)
     data.add_argument("--max-trials", type=int, help="use at most this many training trials per session")
-    data.add_argument("--max-open-files", type=int, default=8, help="NWB files kept in memory per rank")
+    data.add_argument("--max-open-files", type=int, default=8, help="NWB files kept in memory per rank (and worker)")
+    data.add_argument("--num-workers", type=int, default=0,
+                      help="DataLoader worker processes per rank reading windows ahead (0: read in the training loop)")
     model = parser.add_argument_group("model and objective")
     model.add_argument("--d-model", type=int, default=64)
     model.add_argument("--n-layers", type=int, default=2)
@@ -103,6 +105,8 @@ def parse_options(argv=None, world_size: int = 1) -> argparse.Namespace:
                  "max_open_files"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.num_workers < 0:
+        parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
     micro_batches = world_size * args.grad_accum
     if args.global_batch_size % micro_batches:
         parser.error(f"--global-batch-size {args.global_batch_size} is not divisible by world size ({world_size}) x "
@@ -155,7 +159,11 @@ class Windows:
     def n_bins(self) -> int:
         return self.dataset.n_bins
 
-    def batch(self, window_ids: torch.Tensor) -> Batch:
+    def collate(self, window_ids: list[int]) -> tuple[torch.Tensor, Batch]:
+        """A DataLoader's collate_fn: the ids it was given (as a tensor) and their :meth:`batch`."""
+        return torch.tensor(window_ids), self.batch(window_ids)
+
+    def batch(self, window_ids) -> Batch:
         """Windows ``window_ids`` as NDT1-stitch's batch: inputs (B, T, max N_in) the held-in units,
         targets (B, T, max N_out) all units (held-in first), session (B,); zero-padded.
 
