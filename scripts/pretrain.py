@@ -15,6 +15,7 @@ objective is fit_ndt1_stitch's (masked Poisson likelihood, held-out units predic
 rest); the forward/backward pass and the clipped optimizer step are the course's own
 (training.py). Rank 0 writes OUT_DIR/log.jsonl (loss, windows/s, tokens/s) and checkpoints.
 """
+import json
 from contextlib import nullcontext
 from itertools import islice
 
@@ -78,16 +79,16 @@ def main(argv=None) -> None:
               f"{len(windows.session_names)} sessions, {steps_per_epoch} steps per epoch, autocast {amp_dtype}")
 
     ddp_model.train()
-    batches, epoch = None, None
+    epoch = None
     for step in range(start_step, args.max_steps):
-        if step // steps_per_epoch != epoch or batches is None:  # a new epoch, or resuming inside one
+        if step // steps_per_epoch != epoch:  # a new epoch, or the first step (maybe resuming inside an epoch)
             epoch, position = divmod(step, steps_per_epoch)
             sampler.set_epoch(epoch)  # reshuffle: a new order each epoch, the same on every rank
             batches = islice(iter(loader), position, None)
         window_ids, batch = next(batches)  # this rank's share of the global batch
         batch = batch.to(device)
         if window_log is not None:
-            window_log.write(f'{{"step": {step}, "epoch": {epoch}, "windows": {window_ids.tolist()}}}\n')
+            window_log.write(json.dumps({"step": step, "epoch": epoch, "windows": window_ids.tolist()}) + "\n")
 
         step_loss = 0.0
         for a, micro_batch in enumerate(micro_batches(batch, args.grad_accum)):

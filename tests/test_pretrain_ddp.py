@@ -108,11 +108,10 @@ def test_a_run_killed_mid_way_resumes_to_the_same_weights(two_ranks, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(two_ranks):
-    from tutorial_utils.models import NDT1Stitch
-    from tutorial_utils.pretraining import load_checkpoint, parse_options
+    from tutorial_utils.pretraining import load_checkpoint, load_pretrained, parse_options
 
-    state = torch.load(two_ranks / "checkpoint.pt", map_location="cpu", weights_only=False)
-    model = NDT1Stitch(**state["model_config"])
+    model = load_pretrained(two_ranks / "checkpoint.pt")  # the pretrained model, as the notebook gets it
+    assert model.session_names == ["sub-Jenkins_ses-small", "sub-Jenkins_ses-medium"] and not model.training
     optimizer = torch.optim.AdamW(model.parameters())
     parts = dict(model=model, optimizer=optimizer, scaler=torch.amp.GradScaler("cuda", enabled=False),
                  scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0))

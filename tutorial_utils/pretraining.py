@@ -27,6 +27,7 @@ from .batches import Batch
 
 if TYPE_CHECKING:
     from .data import WindowDataset
+    from .models import NDT1Stitch
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.jsonl"
@@ -272,6 +273,20 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, step: in
     partial = path.with_suffix(f".partial{os.getpid()}")
     torch.save(state, partial)
     os.replace(partial, path)
+
+
+def load_pretrained(path) -> "NDT1Stitch":
+    """The NDT1-stitch of a pretraining checkpoint (OUT_DIR/checkpoint.pt), on the CPU in eval mode.
+
+    To adapt it to a new session with the core frozen, wrap it as
+    ``api.FittedStitch(model, training.History())`` and use ``add_session`` + ``refit_read_in``.
+    """
+    from .models import NDT1Stitch
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = NDT1Stitch(**state["model_config"])
+    model.load_state_dict(state["model"])
+    return model.eval()
 
 
 def _plain(value):
