@@ -123,15 +123,17 @@ def test_resume_refuses_a_checkpoint_of_another_run(two_ranks):
 
 
 def test_trains_on_a_folder_of_nwb_files(tmp_path):
-    """--data-dir: every session file under the folder is streamed (here 3 simulated sessions)."""
+    """--data-dir: every session file under the folder is streamed (here 3 simulated sessions);
+    under CPU bfloat16 autocast, the reduced-precision path a GPU takes."""
     from tutorial_utils.data import simulate_sessions, write_sessions_nwb
 
     write_sessions_nwb(simulate_sessions(3, n_trials=8, seed=0), tmp_path / "nwb")
     result = run_script(tmp_path / "out", "--data-dir", str(tmp_path / "nwb"), "--max-steps", "2",
-                        "--global-batch-size", "4")
-    assert "from 3 sessions" in result.stdout
+                        "--global-batch-size", "4", "--autocast", "bfloat16")
+    assert "from 3 sessions" in result.stdout and "autocast torch.bfloat16" in result.stdout
     state = torch.load(tmp_path / "out" / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert state["step"] == 2 and state["model_config"]["session_names"] == ["session_00", "session_01", "session_02"]
+    assert all(line["loss"] == line["loss"] for line in read_jsonl(tmp_path / "out" / "log.jsonl"))  # not NaN
 
 
 # ---------------------------------------------------------------- bad command lines (in-process, no launch)

@@ -42,7 +42,8 @@ MUST_MATCH_ON_RESUME = ("data_dir", "sessions", "bin_ms", "max_trials", "global_
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Pretrain NDT1-stitch on many sessions with DistributedDataParallel "
-                    "(run it with torchrun for several processes, or plainly for one).")
+                    "(run it with torchrun for several processes, or plainly for one).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", type=Path, help="JSON or YAML file of option values (keys as the flags, "
                         "with _ for -); flags given on the command line win")
     data = parser.add_argument_group("data")
