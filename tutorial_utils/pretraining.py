@@ -52,38 +52,40 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--sessions", nargs="+", default=["mc_maze_small", "mc_maze_medium"],
                       help="MC_Maze sessions (used without --data-dir)")
     data.add_argument("--synthetic", action="store_true", default=None,
-                      help="--sessions: the simulated stand-in (default: $TUTORIAL_SYNTHETIC_DATA)")
-    data.add_argument("--bin-ms", type=int, default=5)
+                      help="--sessions: the simulated stand-in; unset (%(default)s): $TUTORIAL_SYNTHETIC_DATA says")
+    data.add_argument("--bin-ms", type=int, default=5, help="bin width in ms")
     data.add_argument("--max-trials", type=int, help="use at most this many training trials per session")
     data.add_argument("--max-open-files", type=int, default=8, help="NWB files kept in memory per rank (and worker)")
     data.add_argument("--num-workers", type=int, default=0,
                       help="DataLoader worker processes per rank reading windows ahead (0: read in the training loop)")
     model = parser.add_argument_group("model and objective")
-    model.add_argument("--d-model", type=int, default=64)
-    model.add_argument("--n-layers", type=int, default=2)
-    model.add_argument("--n-heads", type=int, default=4)
-    model.add_argument("--dropout", type=float, default=0.1)
-    model.add_argument("--input-dropout", type=float, default=0.3)
-    model.add_argument("--mask-ratio", type=float, default=0.2)
+    model.add_argument("--d-model", type=int, default=64, help="width of the shared latent space")
+    model.add_argument("--n-layers", type=int, default=2, help="transformer layers")
+    model.add_argument("--n-heads", type=int, default=4, help="attention heads")
+    model.add_argument("--dropout", type=float, default=0.1, help="dropout inside the transformer")
+    model.add_argument("--input-dropout", type=float, default=0.3,
+                       help="fraction of input units hidden per window while training")
+    model.add_argument("--mask-ratio", type=float, default=0.2, help="fraction of time bins masked")
     training = parser.add_argument_group("training")
     training.add_argument("--global-batch-size", type=int, default=64,
                           help="windows per optimizer step, summed over all ranks and accumulation steps")
     training.add_argument("--grad-accum", type=int, default=1,
                           help="micro-batches accumulated per rank before each optimizer step")
-    training.add_argument("--max-steps", type=int, default=1000)
-    training.add_argument("--lr", type=float, default=3e-3)
-    training.add_argument("--weight-decay", type=float, default=0.01)
-    training.add_argument("--warmup-steps", type=int, default=50)
+    training.add_argument("--max-steps", type=int, default=1000, help="optimizer steps in all")
+    training.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
+    training.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    training.add_argument("--warmup-steps", type=int, default=50,
+                          help="linear warm-up steps, then cosine decay to 0 at --max-steps")
     training.add_argument("--autocast", choices=["off", "bfloat16", "float16"],
-                          help="mixed precision (default: runtime.autocast_dtype: bfloat16 or float16 on GPUs, "
-                          "off on CPU)")
-    training.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
-    training.add_argument("--seed", type=int, default=0)
+                          help="mixed precision; unset (%(default)s): bfloat16 or float16 on GPUs, off on CPU "
+                          "(runtime.autocast_dtype)")
+    training.add_argument("--device", choices=["cuda", "cpu"], help="unset (%(default)s): cuda when available")
+    training.add_argument("--seed", type=int, default=0, help="weights, shuffling, masks and dropout")
     run = parser.add_argument_group("checkpoints and logs")
-    run.add_argument("--out-dir", type=Path, default=Path("runs/pretrain"))
+    run.add_argument("--out-dir", type=Path, default=Path("runs/pretrain"), help="checkpoint and logs go here")
     run.add_argument("--save-every", type=int, default=100, help="checkpoint every this many steps (and at the end)")
     run.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt if it exists")
-    run.add_argument("--log-every", type=int, default=10)
+    run.add_argument("--log-every", type=int, default=10, help="a log line every this many steps")
     run.add_argument("--log-window-ids", action="store_true",
                      help="write the window ids each rank trains on to OUT_DIR/windows_rank<R>.jsonl")
     run.add_argument("--crash-at-step", type=int, help=argparse.SUPPRESS)  # test hook: die after this step
