@@ -30,7 +30,7 @@ def run_script(out_dir: Path, *flags: str, ranks: int | None = None, check: bool
     result = subprocess.run([*launcher, str(SCRIPT), *OPTIONS, "--out-dir", str(out_dir), *flags],
                             env=env, capture_output=True, text=True, timeout=300)
     if check and result.returncode != 0:
-        raise AssertionError(f"pretrain.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-3000:]}")
+        raise AssertionError(f"pretrain.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-8000:]}")
     return result
 
 

@@ -264,7 +264,11 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, step: in
                     args: argparse.Namespace) -> None:
     """Everything needed to continue exactly: weights, optimizer and schedule state, the step, the
     sampler's epoch, the random states, and the options. Written under a temporary name and then
-    renamed, so a crash while saving leaves the previous checkpoint intact."""
+    renamed, so a crash while saving leaves the previous checkpoint intact.
+
+    Rank 0 calls it; the random states are rank 0's (every micro-batch reseeds from its
+    :func:`micro_batch_seed`, so no rank's training depends on them; they are kept for any
+    randomness added outside the micro-batches)."""
     state = {
         "model": model.state_dict(), "model_config": vars(model.config).copy(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
