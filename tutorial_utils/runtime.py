@@ -58,6 +58,15 @@ class Profile:
     # Notebook 3: decoding
     decoder_epochs: int  # end-to-end causal decoder
     wiener_history_bins: tuple[int, ...]  # Wiener filter lengths k tried (bins of spike history)
+    # Notebook 4C: scaling and few-shot (scaling.py). One held-out session; pretraining on 1..N others.
+    scaling_session_counts: tuple[int, ...]  # numbers of pretraining sessions on the scaling curve
+    scaling_trials: int  # trials per simulated session
+    scaling_seeds: int  # seeds per point (error bars)
+    scaling_epochs: int  # pretraining (and from-scratch) epochs...
+    scaling_max_steps: int  # ...capped at this many steps, so 16 sessions keep their time budget
+    scaling_adapt_epochs: int  # refit_read_in epochs on the held-out session (core frozen)
+    scaling_shots: tuple[int | None, ...]  # few-shot: held-out trials used for adaptation (None: all)
+    scaling_eval_trials: int  # held-out session trials only ever scored
 
 
 PROFILES = {
@@ -67,6 +76,9 @@ PROFILES = {
         stitch_epochs=200, stitch_max_steps=2000, stitch_batch_size=8, stitch_patience=50, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
+        # Notebook 4C
+        scaling_session_counts=(1, 2, 4), scaling_trials=100, scaling_seeds=2, scaling_epochs=60,
+        scaling_max_steps=600, scaling_adapt_epochs=60, scaling_shots=(5, 10, 25, None), scaling_eval_trials=40,
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64, ndt1_dropout=0.1,
@@ -74,6 +86,10 @@ PROFILES = {
         stitch_epochs=600, stitch_max_steps=8000, stitch_batch_size=8, stitch_patience=100, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=150, wiener_history_bins=(1, 2, 4, 8, 16, 32),
+        # Notebook 4C
+        scaling_session_counts=(1, 2, 4, 8, 16), scaling_trials=200, scaling_seeds=3, scaling_epochs=200,
+        scaling_max_steps=4000, scaling_adapt_epochs=150, scaling_shots=(5, 10, 25, 50, None),
+        scaling_eval_trials=60,
     ),
 }
 
