@@ -24,6 +24,7 @@ embedding with ``refit_read_in``'s masked-autoencoding loss, the core frozen.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -149,17 +150,27 @@ def adapt(pretrained: FittedStitch, spikes, split: FewShotSplit, n_heldout: int,
     n_units = spikes.shape[2]
     adapted = pretrained.add_session(n_units - n_heldout, n_units, name="held-out session", seed=seed)
     index = len(adapted.model.n_inputs) - 1
-    adapted.refit_read_in(index, spikes[split.fit], spikes[split.stop], epochs=profile.scaling_adapt_epochs,
-                          batch_size=profile.stitch_batch_size, seed=seed, progress=progress, read_out=True)
+    # A fixed number of steps whatever k (5 trials make one batch, so epochs alone would starve
+    # small k), no early stopping (one or two stop trials are too noisy to stop on; the best of
+    # them is still restored at the end).
+    steps_per_epoch = math.ceil(len(split.fit) / profile.stitch_batch_size)
+    adapted.refit_read_in(index, spikes[split.fit], spikes[split.stop],
+                          epochs=math.ceil(profile.scaling_adapt_steps / steps_per_epoch),
+                          batch_size=profile.stitch_batch_size, seed=seed, progress=progress, read_out=True,
+                          patience=None)
     return adapted, index
 
 
 def from_scratch(spikes, split: FewShotSplit, n_heldout: int, *, seed: int = 0, profile: Profile | None = None,
                  progress: bool = False, **fit_kwargs) -> FittedStitch:
-    """An NDT1-stitch trained on the held-out session's adaptation trials only (the baseline), with
-    the same recipe as pretraining."""
+    """An NDT1-stitch trained on the held-out session's adaptation trials only (the baseline): the
+    pretraining recipe and step budget (scaling_max_steps), all of it used however few the trials."""
     profile = profile or get_profile()
-    recipe = replace(profile, stitch_epochs=profile.scaling_epochs, stitch_max_steps=profile.scaling_max_steps)
+    # The same protocol as adaptation (fixed steps, no early stopping, best stop-trial loss restored),
+    # with the pretraining step budget: a few trials must not mean a few steps.
+    epochs = math.ceil(profile.scaling_max_steps / math.ceil(len(split.fit) / profile.stitch_batch_size))
+    recipe = replace(profile, stitch_epochs=epochs, stitch_max_steps=profile.scaling_max_steps,
+                     stitch_patience=epochs)
     spikes = np.asarray(spikes)
     return fit_ndt1_stitch([spikes[split.fit]], [spikes[split.stop]], n_heldout=[n_heldout], profile=recipe,
                            seed=seed, progress=progress, **fit_kwargs)
@@ -313,3 +324,16 @@ def few_shot_experiment(pretraining_sessions: list, heldout_session, *, shots=No
     x = [available if k is None else k for k in shots]
     return FewShotResult(Curve(x, seeds, pretrained, seconds["pretrained"]), Curve(x, seeds, scratch, seconds["scratch"]),
                          len(sessions), dict(fit_kwargs))
+
+
+# ---------------------------------------------------------------- the stand-in's sessions
+
+def simulated_sessions(profile: Profile | None = None, seed: int = 0) -> tuple[list, object]:
+    """(pretraining sessions, held-out session) of the synthetic stand-in, sized by the profile:
+    ``max(scaling_session_counts) + 1`` sessions of ``scaling_trials`` trials from
+    ``data.synthetic_sessions.simulate_sessions``; the last one is held out."""
+    from .data.synthetic_sessions import simulate_sessions
+
+    profile = profile or get_profile()
+    sessions = simulate_sessions(max(profile.scaling_session_counts) + 1, n_trials=profile.scaling_trials, seed=seed)
+    return sessions[:-1], sessions[-1]
