@@ -122,3 +122,40 @@ def test_bad_inputs_say_what_was_expected():
         scaling.pretrain([np.zeros((4, 10, 3))], profile=TINY)
     with pytest.raises(ValueError, match="heldout_fraction"):
         scaling.n_heldout_units(10, 1.5)
+
+
+# ---------------------------------------------------------------- the notebook's exercise
+
+def _leaky(n_trials, k, n_eval, seed):  # draws adaptation trials from all trials
+    order = np.random.default_rng(seed).permutation(n_trials)
+    return scaling.FewShotSplit(fit=order[:k - 1], stop=order[k - 1:k], evaluate=np.arange(n_trials - n_eval, n_trials))
+
+
+def _moving_eval(n_trials, k, n_eval, seed):  # evaluation trials = whatever the k adaptation trials left
+    order = np.random.default_rng(seed).permutation(n_trials)
+    return scaling.FewShotSplit(fit=order[:k - 1], stop=order[k - 1:k], evaluate=order[k:k + n_eval])
+
+
+def _not_nested(n_trials, k, n_eval, seed):  # a fresh draw for every k
+    order = np.random.default_rng(seed + 7 * k).permutation(n_trials - n_eval)
+    return scaling.FewShotSplit(fit=order[:k - 1], stop=order[k - 1:k], evaluate=np.arange(n_trials - n_eval, n_trials))
+
+
+def _clipped(n_trials, k, n_eval, seed):  # silently returns fewer trials than asked
+    return scaling.few_shot_split(n_trials, min(k, n_trials - n_eval), n_eval, seed)
+
+
+@pytest.mark.parametrize("mistake, message", [(_leaky, "a leak"), (_moving_eval, "change with k"),
+                                              (_not_nested, "not among the 10"), (_clipped, "raise a ValueError")])
+def test_few_shot_split_exercise_names_the_mistake(mistake, message, capsys):
+    from tutorial_utils.exercises import nb4c
+
+    assert nb4c.check_few_shot_split(mistake) is scaling.few_shot_split  # falls back to the reference
+    assert message in capsys.readouterr().out
+
+
+def test_few_shot_split_exercise_passes_the_reference(capsys):
+    from tutorial_utils.exercises import nb4c
+
+    assert nb4c.check_few_shot_split(scaling.few_shot_split) is scaling.few_shot_split
+    assert "[ok]" in capsys.readouterr().out

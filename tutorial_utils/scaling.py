@@ -278,12 +278,14 @@ def scaling_experiment(pretraining_sessions: list, heldout_session, *, session_c
 def few_shot_experiment(pretraining_sessions: list, heldout_session, *, shots=None, seeds=None,
                         n_eval: int | None = None, heldout_fraction: float = 0.25, lag_bins: int = 0,
                         profile: Profile | None = None, cache: bool = False, progress: bool = False,
-                        **fit_kwargs) -> FewShotResult:
+                        split_trials=None, **fit_kwargs) -> FewShotResult:
     """For each k in ``shots`` (None: all non-evaluation trials), adapt a core pretrained on all
     ``pretraining_sessions`` with k of the held-out session's trials, and train a model from
     scratch on the same k trials; score both on the same evaluation trials.
 
     Defaults come from the profile (scaling_shots, scaling_seeds, scaling_eval_trials).
+    ``split_trials(n_trials, k, n_eval, seed) -> FewShotSplit`` chooses the trials (default
+    :func:`few_shot_split`; the notebook passes the learner's own).
     Raises:
         ValueError: no pretraining sessions, a k larger than the trials available (or < 2), no seeds.
     """
@@ -295,8 +297,9 @@ def few_shot_experiment(pretraining_sessions: list, heldout_session, *, shots=No
         raise ValueError(f"expected at least one seed and one k, got seeds={seeds}, shots={shots}")
     n_eval = profile.scaling_eval_trials if n_eval is None else n_eval
     spikes, behaviour = heldout_session.spikes, heldout_session.behaviour
+    split_trials = split_trials or few_shot_split
     for k in shots:  # every bad k is reported before any training starts
-        few_shot_split(len(spikes), k, n_eval)
+        split_trials(len(spikes), k, n_eval, 0)
     n_heldout = n_heldout_units(spikes.shape[2], heldout_fraction)
     shape = (len(shots), len(seeds))
     pretrained = {"co-bps": np.zeros(shape), "velocity R2": np.zeros(shape)}
@@ -308,7 +311,7 @@ def few_shot_experiment(pretraining_sessions: list, heldout_session, *, shots=No
                         progress=progress, **fit_kwargs)
         seconds["pretrained"] += time.perf_counter() - start
         for i, k in enumerate(shots):
-            split = few_shot_split(len(spikes), k, n_eval, seed=seed)
+            split = split_trials(len(spikes), k, n_eval, seed)
             start = time.perf_counter()
             adapted, index = adapt(core, spikes, split, n_heldout, seed=seed, profile=profile, progress=progress)
             for metric, value in score(adapted, index, spikes, behaviour, split, n_heldout, lag_bins).items():
