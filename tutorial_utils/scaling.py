@@ -6,9 +6,10 @@ Both experiments use only the public API (``fit_ndt1_stitch``, ``FittedStitch.ad
 * ``spikes``    (trials, T, N_s) spike counts (units differ between sessions; T is shared),
 * ``behaviour`` (trials, T, 2) hand velocity on the same bins,
 
-such as ``tutorial_utils.data.synthetic_sessions.simulate_sessions`` returns. The last
-``heldout_fraction`` of every session's units are held out (never inputs, only predicted), as in
-NLB, so co-bps measures how well a model predicts units from the rest of their population.
+such as ``tutorial_utils.data.synthetic_sessions.simulate_sessions`` returns. Each session's last
+``n_heldout`` units (its attribute; else the last ``heldout_fraction`` of them) are held out: never
+inputs, only predicted, as in NLB, so co-bps measures how well a model predicts units from the rest
+of their population.
 
 * :func:`scaling_experiment` pretrains on 1, 2, 4, ... sessions, adapts each pretrained core
   (frozen) to one held-out session, and scores the held-out session's evaluation trials: co-bps of
@@ -80,6 +81,18 @@ def few_shot_split(n_trials: int, k: int | None, n_eval: int, seed: int = 0) -> 
                         evaluate=np.arange(available, n_trials))
 
 
+def heldout_units_of(session, heldout_fraction: float) -> int:
+    """The session's own ``n_heldout`` (as simulate_sessions / NLB give it), else a fraction of its units."""
+    n_heldout = getattr(session, "n_heldout", None)
+    n_units = session.spikes.shape[2]
+    if n_heldout is None:
+        return n_heldout_units(n_units, heldout_fraction)
+    if not 1 <= n_heldout < n_units:
+        raise ValueError(f"{getattr(session, 'name', 'a session')}: n_heldout={n_heldout}, expected between 1 and "
+                         f"its {n_units} units - 1 (co-bps needs held-out units and at least one input)")
+    return int(n_heldout)
+
+
 def n_heldout_units(n_units: int, heldout_fraction: float) -> int:
     """How many of a session's last units are held out: a fraction, at least 1, leaving at least 1 input."""
     if not 0 < heldout_fraction < 1:
@@ -124,7 +137,7 @@ def pretrain(sessions: list, *, seed: int = 0, heldout_fraction: float = 0.25, p
     sessions = _check_sessions(sessions, "sessions")
     profile = profile or get_profile()
     recipe = replace(profile, stitch_epochs=profile.scaling_epochs, stitch_max_steps=profile.scaling_max_steps)
-    n_heldout = [n_heldout_units(s.spikes.shape[2], heldout_fraction) for s in sessions]
+    n_heldout = [heldout_units_of(s, heldout_fraction) for s in sessions]
 
     def fit():
         return fit_ndt1_stitch([s.spikes for s in sessions], n_heldout=n_heldout, profile=recipe, seed=seed,
@@ -260,7 +273,7 @@ def scaling_experiment(pretraining_sessions: list, heldout_session, *, session_c
         raise ValueError("seeds: expected at least one seed, got none")
     n_eval = profile.scaling_eval_trials if n_eval is None else n_eval
     spikes, behaviour = heldout_session.spikes, heldout_session.behaviour
-    n_heldout = n_heldout_units(spikes.shape[2], heldout_fraction)
+    n_heldout = heldout_units_of(heldout_session, heldout_fraction)
     scores = {"co-bps": np.zeros((len(counts), len(seeds))), "velocity R2": np.zeros((len(counts), len(seeds)))}
     start = time.perf_counter()
     for i, count in enumerate(counts):
@@ -300,7 +313,7 @@ def few_shot_experiment(pretraining_sessions: list, heldout_session, *, shots=No
     split_trials = split_trials or few_shot_split
     for k in shots:  # every bad k is reported before any training starts
         split_trials(len(spikes), k, n_eval, 0)
-    n_heldout = n_heldout_units(spikes.shape[2], heldout_fraction)
+    n_heldout = heldout_units_of(heldout_session, heldout_fraction)
     shape = (len(shots), len(seeds))
     pretrained = {"co-bps": np.zeros(shape), "velocity R2": np.zeros(shape)}
     scratch = {"co-bps": np.zeros(shape), "velocity R2": np.zeros(shape)}
