@@ -108,16 +108,19 @@ def test_pretraining_passes_fit_kwargs_through(monkeypatch):
     assert calls[0]["profile"].stitch_epochs == TINY.scaling_epochs
 
 
-def test_bad_inputs_say_what_was_expected():
+def test_bad_inputs_say_what_was_expected(monkeypatch):
     sessions = tiny_sessions(2)
+    trained = []
+    monkeypatch.setattr(scaling, "fit_ndt1_stitch", lambda *args, **kwargs: trained.append(1))
     with pytest.raises(ValueError, match="non-empty list of sessions"):
         scaling.scaling_experiment([], sessions[1], profile=TINY)
     with pytest.raises(ValueError, match="non-empty list of sessions"):
         scaling.few_shot_experiment([], sessions[1], profile=TINY)
     with pytest.raises(ValueError, match="session_counts"):
         scaling.scaling_experiment(sessions[:1], sessions[1], session_counts=[1, 2], profile=TINY)
-    with pytest.raises(ValueError, match="k=30"):  # before any training
+    with pytest.raises(ValueError, match="k=30"):
         scaling.few_shot_experiment(sessions[:1], sessions[1], shots=[5, 30], profile=TINY)
+    assert not trained  # every error comes before any training
     with pytest.raises(ValueError, match=r"\.spikes"):
         scaling.pretrain([np.zeros((4, 10, 3))], profile=TINY)
     with pytest.raises(ValueError, match="heldout_fraction"):
