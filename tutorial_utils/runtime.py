@@ -61,6 +61,8 @@ class Profile:
     # Notebook 4C: scaling and few-shot (scaling.py). One held-out session; pretraining on 1..N others.
     scaling_session_counts: tuple[int, ...]  # numbers of pretraining sessions on the scaling curve
     scaling_trials: int  # trials per simulated session
+    scaling_units: tuple[int, int]  # each simulated session records between these many units
+    scaling_bin_ms: int  # bin width of the simulated sessions (20 ms: 35 bins per trial)
     scaling_seeds: int  # seeds per point (error bars)
     scaling_epochs: int  # pretraining (and from-scratch) epochs...
     scaling_max_steps: int  # ...capped at this many steps, so 16 sessions keep their time budget
@@ -77,7 +79,8 @@ PROFILES = {
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
         # Notebook 4C
-        scaling_session_counts=(1, 2, 4), scaling_trials=100, scaling_seeds=2, scaling_epochs=60,
+        scaling_session_counts=(1, 2, 4), scaling_trials=60, scaling_units=(40, 80), scaling_bin_ms=20,
+        scaling_seeds=2, scaling_epochs=60,
         scaling_max_steps=600, scaling_adapt_steps=600, scaling_shots=(5, 10, 25, None), scaling_eval_trials=40,
     ),
     "full": Profile(
@@ -87,9 +90,10 @@ PROFILES = {
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=150, wiener_history_bins=(1, 2, 4, 8, 16, 32),
         # Notebook 4C
-        scaling_session_counts=(1, 2, 4, 8, 16), scaling_trials=200, scaling_seeds=3, scaling_epochs=200,
-        scaling_max_steps=4000, scaling_adapt_steps=2000, scaling_shots=(5, 10, 25, 50, None),
-        scaling_eval_trials=60,
+        scaling_session_counts=(1, 2, 4, 8, 16), scaling_trials=100, scaling_units=(80, 140),
+        scaling_bin_ms=20, scaling_seeds=3, scaling_epochs=200,
+        scaling_max_steps=6000, scaling_adapt_steps=1000, scaling_shots=(5, 10, 25, None),
+        scaling_eval_trials=40,
     ),
 }
 

@@ -346,10 +346,12 @@ def few_shot_experiment(pretraining_sessions: list, heldout_session, *, shots=No
 
 def simulated_sessions(profile: Profile | None = None, seed: int = 0) -> tuple[list, object]:
     """(pretraining sessions, held-out session) of the synthetic stand-in, sized by the profile:
-    ``max(scaling_session_counts) + 1`` sessions of ``scaling_trials`` trials from
-    ``data.synthetic_sessions.simulate_sessions``; the last one is held out."""
+    ``max(scaling_session_counts) + 1`` sessions of ``scaling_trials`` trials (``scaling_units``
+    units, ``scaling_bin_ms`` bins) from ``data.synthetic_sessions.simulate_sessions``; the last one
+    is held out."""
     from .data.synthetic_sessions import simulate_sessions
 
     profile = profile or get_profile()
-    sessions = simulate_sessions(max(profile.scaling_session_counts) + 1, n_trials=profile.scaling_trials, seed=seed)
+    sessions = simulate_sessions(max(profile.scaling_session_counts) + 1, n_trials=profile.scaling_trials, seed=seed,
+                                 bin_ms=profile.scaling_bin_ms, n_units=profile.scaling_units)
     return sessions[:-1], sessions[-1]
