@@ -170,7 +170,7 @@ def adapt(pretrained: FittedStitch, spikes, split: FewShotSplit, n_heldout: int,
     adapted.refit_read_in(index, spikes[split.fit], spikes[split.stop],
                           epochs=math.ceil(profile.scaling_adapt_steps / steps_per_epoch),
                           batch_size=profile.stitch_batch_size, seed=seed, progress=progress, read_out=True,
-                          patience=None)
+                          patience=None, lr=profile.scaling_adapt_lr)
     return adapted, index
 
 
