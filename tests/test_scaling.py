@@ -10,7 +10,7 @@ import torch
 from tutorial_utils import scaling
 from tutorial_utils.runtime import get_profile
 
-TINY = get_profile("quick", scaling_epochs=2, scaling_max_steps=20, scaling_adapt_steps=4, scaling_seeds=1,
+TINY = get_profile("quick", scaling_epochs=2, scaling_max_steps=20, scaling_scratch_steps=4, scaling_adapt_steps=4, scaling_seeds=1,
                    scaling_session_counts=(1, 2), scaling_shots=(4, None), scaling_eval_trials=6,
                    stitch_d_model=8, stitch_patience=5)
 

@@ -64,8 +64,9 @@ class Profile:
     scaling_units: tuple[int, int]  # each simulated session records between these many units
     scaling_bin_ms: int  # bin width of the simulated sessions (20 ms: 35 bins per trial)
     scaling_seeds: int  # seeds per point (error bars)
-    scaling_epochs: int  # pretraining (and from-scratch) epochs...
+    scaling_epochs: int  # pretraining epochs: the same passes over the data for every number of sessions...
     scaling_max_steps: int  # ...capped at this many steps, so 16 sessions keep their time budget
+    scaling_scratch_steps: int  # steps of a model trained from scratch on the new session's k trials
     scaling_adapt_steps: int  # refit_read_in steps on the held-out session (core frozen), whatever its trials
     scaling_adapt_lr: float  # its peak learning rate (fresh layers on a frozen core learn fast)
     scaling_shots: tuple[int | None, ...]  # few-shot: held-out trials used for adaptation (None: all)
@@ -81,7 +82,8 @@ PROFILES = {
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
         # Notebook 4C
         scaling_session_counts=(1, 2, 4), scaling_trials=60, scaling_units=(40, 80), scaling_bin_ms=20,
-        scaling_seeds=2, scaling_epochs=100, scaling_max_steps=1000, scaling_adapt_steps=300, scaling_adapt_lr=1e-2,
+        scaling_seeds=2, scaling_epochs=50, scaling_max_steps=1500, scaling_scratch_steps=800, scaling_adapt_steps=300,
+        scaling_adapt_lr=1e-2,
         scaling_shots=(10, None), scaling_eval_trials=25,
     ),
     "full": Profile(
@@ -93,7 +95,7 @@ PROFILES = {
         # Notebook 4C
         scaling_session_counts=(1, 2, 4, 8, 16), scaling_trials=100, scaling_units=(80, 140),
         scaling_bin_ms=20, scaling_seeds=3, scaling_epochs=200,
-        scaling_max_steps=6000, scaling_adapt_steps=1000, scaling_adapt_lr=1e-2, scaling_shots=(5, 10, 25, None),
+        scaling_max_steps=6000, scaling_scratch_steps=3000, scaling_adapt_steps=1000, scaling_adapt_lr=1e-2, scaling_shots=(5, 10, 25, None),
         scaling_eval_trials=40,
     ),
 }

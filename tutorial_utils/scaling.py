@@ -177,12 +177,13 @@ def adapt(pretrained: FittedStitch, spikes, split: FewShotSplit, n_heldout: int,
 def from_scratch(spikes, split: FewShotSplit, n_heldout: int, *, seed: int = 0, profile: Profile | None = None,
                  progress: bool = False, **fit_kwargs) -> FittedStitch:
     """An NDT1-stitch trained on the held-out session's adaptation trials only (the baseline): the
-    pretraining recipe and step budget (scaling_max_steps), all of it used however few the trials."""
+    pretraining recipe with its own step budget (scaling_scratch_steps), all of it used however few
+    the trials."""
     profile = profile or get_profile()
     # The same protocol as adaptation (fixed steps, no early stopping, best stop-trial loss restored),
-    # with the pretraining step budget: a few trials must not mean a few steps.
-    epochs = math.ceil(profile.scaling_max_steps / math.ceil(len(split.fit) / profile.stitch_batch_size))
-    recipe = replace(profile, stitch_epochs=epochs, stitch_max_steps=profile.scaling_max_steps,
+    # with its own step budget: a few trials must not mean a few steps.
+    epochs = math.ceil(profile.scaling_scratch_steps / math.ceil(len(split.fit) / profile.stitch_batch_size))
+    recipe = replace(profile, stitch_epochs=epochs, stitch_max_steps=profile.scaling_scratch_steps,
                      stitch_patience=epochs)
     spikes = np.asarray(spikes)
     return fit_ndt1_stitch([spikes[split.fit]], [spikes[split.stop]], n_heldout=[n_heldout], profile=recipe,
