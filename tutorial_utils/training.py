@@ -69,6 +69,36 @@ def _record(parts: dict[str, list[float]], sums: dict[str, float], count: int) -
             parts.setdefault(name, []).append(value / count)
 
 
+def gradient_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """Loss scaling where it is needed: float16 gradients can underflow, so float16 on CUDA (e.g. the
+    T4) scales the loss; bfloat16 and float32 do not (the scaler is then a pass-through)."""
+    return torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and torch.device(device).type == "cuda")
+
+
+def backward_pass(model, objective, batch: Batch, generator: torch.Generator | None,
+                  amp_dtype: torch.dtype | None, scaler: torch.amp.GradScaler,
+                  loss_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """The objective on ``batch`` (forward under autocast to ``amp_dtype``), then backward of
+    ``loss_weight`` * its total, adding to the gradients. Returns the named losses, detached.
+
+    ``loss_weight`` < 1 averages over several backward passes per optimizer step (gradient
+    accumulation in scripts/pretrain.py); training here uses one pass per step.
+    """
+    with autocast(batch.spikes.device, amp_dtype):
+        losses = named_losses(objective(model, batch, generator))
+    scaler.scale(losses["total"] * loss_weight).backward()
+    return {name: value.detach() for name, value in losses.items()}
+
+
+def optimizer_step(model, optimizer, scaler: torch.amp.GradScaler, max_grad_norm: float = 1.0) -> None:
+    """Clip the gradients to ``max_grad_norm`` (unscaled first), step, and clear them for the next step."""
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def evaluate_objective(model, objective, data: Batch, batch_size: int, seed: int = 12345) -> dict[str, float]:
     """Mean of each named loss over a dataset in eval mode, with a fixed mask seed so epochs are
     comparable; the optimised one is ``["total"]``."""
@@ -120,26 +150,19 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     amp_dtype = resolve_autocast_dtype(device, autocast_dtype)
-    # float16 gradients can underflow, so float16 on CUDA (e.g. the T4) needs loss scaling; bfloat16 does not
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda")
+    scaler = gradient_scaler(device, amp_dtype)
 
+    optimizer.zero_grad(set_to_none=True)  # no stale gradients from earlier use of the model
     history, best_state, start = History(), None, time.perf_counter()
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=True)
     for epoch in bar:
         model.train()
         sums, epoch_count = {}, 0
         for batch in iterate_batches(train_data, batch_size, generator):
-            with autocast(device, amp_dtype):
-                losses = named_losses(objective(model, batch, generator))
-            loss = losses["total"]
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scaler.step(optimizer)
-            scaler.update()
+            losses = backward_pass(model, objective, batch, generator, amp_dtype, scaler)
+            optimizer_step(model, optimizer, scaler)
             for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(batch)
+                sums[name] = sums.get(name, 0.0) + float(value) * len(batch)
             epoch_count += len(batch)
             history.steps += 1
         scheduler.step()

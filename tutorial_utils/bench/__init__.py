@@ -6,6 +6,7 @@
     python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
     python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
     python -m tutorial_utils.bench scaling --profile quick  # Notebook 4C: scaling and few-shot curves, with times
+    python -m tutorial_utils.bench pretrain               # scripts/pretrain.py throughput, 1 vs 2 processes
 
 One module per subject; each benchmark is a function ``(profile_name) -> dict`` registered in
 ``BENCHMARKS`` as "module:function", imported only when asked for. Results go to
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "maze": "data:bench_maze",
     "real": "data:bench_real",
     "scaling": "scaling:bench_scaling",
+    "pretrain": "pretrain:bench_pretrain",
 }
 
 
