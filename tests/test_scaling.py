@@ -162,3 +162,19 @@ def test_few_shot_split_exercise_passes_the_reference(capsys):
 
     assert nb4c.check_few_shot_split(scaling.few_shot_split) is scaling.few_shot_split
     assert "[ok]" in capsys.readouterr().out
+
+
+def test_cached_pretraining_is_reused_only_for_the_same_data_and_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUTORIAL_DATA_DIR", str(tmp_path))
+    sessions = tiny_sessions(3)
+    fits = []
+    original = scaling.fit_ndt1_stitch
+    monkeypatch.setattr(scaling, "fit_ndt1_stitch", lambda *a, **k: fits.append(1) or original(*a, **k))
+    first = scaling.pretrain(sessions[:2], profile=TINY, cache=True)
+    again = scaling.pretrain(sessions[:2], profile=TINY, cache=True)
+    assert len(fits) == 1  # loaded, not trained again
+    for name, value in first.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[name], value)
+    scaling.pretrain(sessions[1:], profile=TINY, cache=True)  # other sessions: a new model
+    scaling.pretrain(sessions[:2], profile=TINY, cache=True, seed=1)  # another seed: a new model
+    assert len(fits) == 3
