@@ -1,6 +1,7 @@
 """Notebook 4C's experiments (scaling.py): the few-shot split, adaptation with the core frozen,
 well-formed curves, and clear errors. Tiny sessions and a few epochs: this checks the machinery,
 not the numbers (those are in ``python -m tutorial_utils.bench scaling``)."""
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -177,4 +178,5 @@ def test_cached_pretraining_is_reused_only_for_the_same_data_and_options(tmp_pat
         torch.testing.assert_close(again.model.state_dict()[name], value)
     scaling.pretrain(sessions[1:], profile=TINY, cache=True)  # other sessions: a new model
     scaling.pretrain(sessions[:2], profile=TINY, cache=True, seed=1)  # another seed: a new model
-    assert len(fits) == 3
+    scaling.pretrain(sessions[:2], profile=replace(TINY, scaling_epochs=3), cache=True)  # another recipe: new
+    assert len(fits) == 4

@@ -128,12 +128,12 @@ def _fingerprint(sessions) -> str:
 
 def pretrain(sessions: list, *, seed: int = 0, heldout_fraction: float = 0.25, profile: Profile | None = None,
              cache: bool = False, progress: bool = False, **fit_kwargs) -> FittedStitch:
-    """NDT1-stitch trained on ``sessions`` (their last ``heldout_fraction`` units held out), with
-    the profile's Notebook 4C length (scaling_epochs, capped at scaling_max_steps steps).
+    """NDT1-stitch trained on ``sessions`` (held-out units as :func:`heldout_units_of` says), for
+    the profile's Notebook 4C length: scaling_epochs over the data, capped at scaling_max_steps steps.
 
     ``cache=True`` saves the model under the data cache (``api.model_cache_path``) and reuses it when
-    the same sessions, seed, profile and ``fit_kwargs`` come again (the scaling and few-shot
-    experiments share their largest models that way)."""
+    the same sessions, seed, recipe (every profile knob) and ``fit_kwargs`` come again (the scaling
+    and few-shot experiments share their largest models that way)."""
     sessions = _check_sessions(sessions, "sessions")
     profile = profile or get_profile()
     recipe = replace(profile, stitch_epochs=profile.scaling_epochs, stitch_max_steps=profile.scaling_max_steps)
@@ -146,7 +146,8 @@ def pretrain(sessions: list, *, seed: int = 0, heldout_fraction: float = 0.25, p
     if not cache:
         return fit()
     options = "_".join(f"{key}-{value}" for key, value in sorted(fit_kwargs.items()))
-    tag = f"nb4c_{len(sessions)}sessions_{_fingerprint(sessions)}_h{heldout_fraction}_seed{seed}" + (
+    recipe_hash = hashlib.sha1(repr(recipe).encode()).hexdigest()[:8]  # a changed knob means a new model
+    tag = f"nb4c_{len(sessions)}sessions_{_fingerprint(sessions)}_{recipe_hash}_h{heldout_fraction}_seed{seed}" + (
         f"_{options}" if options else "")
     synthetic = all(getattr(s, "is_synthetic", True) for s in sessions)
     return load_or_fit(model_cache_path(tag, synthetic, profile), fit)[0]
