@@ -180,3 +180,17 @@ def test_cached_pretraining_is_reused_only_for_the_same_data_and_options(tmp_pat
     scaling.pretrain(sessions[:2], profile=TINY, cache=True, seed=1)  # another seed: a new model
     scaling.pretrain(sessions[:2], profile=replace(TINY, scaling_epochs=3), cache=True)  # another recipe: new
     assert len(fits) == 4
+
+
+def test_refit_read_in_passes_patience_and_learning_rate_to_training():
+    sessions = tiny_sessions(2)
+    core = scaling.pretrain(sessions[:1], profile=TINY)
+    held = sessions[1].spikes
+    adapted = core.add_session(held.shape[2] - 2, held.shape[2])
+    history = adapted.refit_read_in(1, held[:8], held[8:10], epochs=4, patience=None, read_out=True, progress=False)
+    assert len(history.val_loss) == 4  # no early stopping: every epoch runs
+    history = adapted.refit_read_in(1, held[:8], held[8:10], epochs=4, patience=0, read_out=True, progress=False)
+    assert len(history.val_loss) == 1  # patience 0 stops after the first epoch
+    before = adapted.model.read_in[1].weight.detach().clone()
+    adapted.refit_read_in(1, held[:8], held[8:10], epochs=2, lr=0.0, read_out=True, progress=False)
+    torch.testing.assert_close(adapted.model.read_in[1].weight, before)  # lr 0: nothing moves
