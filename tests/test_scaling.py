@@ -194,3 +194,17 @@ def test_refit_read_in_passes_patience_and_learning_rate_to_training():
     before = adapted.model.read_in[1].weight.detach().clone()
     adapted.refit_read_in(1, held[:8], held[8:10], epochs=2, lr=0.0, read_out=True, progress=False)
     torch.testing.assert_close(adapted.model.read_in[1].weight, before)  # lr 0: nothing moves
+
+
+def test_a_non_temporal_masking_gets_the_sessions_unit_areas(monkeypatch):
+    calls = []
+    monkeypatch.setattr(scaling, "fit_ndt1_stitch", lambda train, **kwargs: calls.append(kwargs))
+    sessions = tiny_sessions(2)
+    for session in sessions:
+        session.area = np.array(["PMd", "M1"] * (session.spikes.shape[2] // 2) + ["M1"] * (session.spikes.shape[2] % 2))
+    scaling.pretrain(sessions, profile=TINY)  # temporal: the old signature, no unit_areas
+    scaling.pretrain(sessions, profile=TINY, masking="mtm")
+    assert "unit_areas" not in calls[0]
+    areas = calls[1]["unit_areas"]
+    assert [a.tolist() for a in areas] == [[1, 0] * (s.spikes.shape[2] // 2) + [0] * (s.spikes.shape[2] % 2)
+                                           for s in sessions]  # M1 = 0, PMd = 1 (sorted names)

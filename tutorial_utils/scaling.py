@@ -126,6 +126,18 @@ def _fingerprint(sessions) -> str:
     return digest.hexdigest()[:10]
 
 
+def with_unit_areas(sessions: list, fit_kwargs: dict) -> dict:
+    """``fit_kwargs`` plus ``unit_areas`` (per session, area codes 0, 1, ... of its units, from the
+    sessions' ``.area`` names) when a masking other than temporal asks for them (MtM's region
+    schemes do) and the caller gave none; otherwise ``fit_kwargs`` unchanged."""
+    if fit_kwargs.get("masking", "temporal") == "temporal" or "unit_areas" in fit_kwargs:
+        return fit_kwargs
+    if not all(hasattr(s, "area") for s in sessions):
+        return fit_kwargs  # fit_ndt1_stitch says what it needs if the masking needs areas
+    names = sorted({str(a) for s in sessions for a in s.area})
+    return {**fit_kwargs, "unit_areas": [np.searchsorted(names, np.asarray(s.area, dtype=str)) for s in sessions]}
+
+
 def pretrain(sessions: list, *, seed: int = 0, heldout_fraction: float = 0.25, profile: Profile | None = None,
              cache: bool = False, progress: bool = False, **fit_kwargs) -> FittedStitch:
     """NDT1-stitch trained on ``sessions`` (held-out units as :func:`heldout_units_of` says), for
@@ -141,7 +153,7 @@ def pretrain(sessions: list, *, seed: int = 0, heldout_fraction: float = 0.25, p
 
     def fit():
         return fit_ndt1_stitch([s.spikes for s in sessions], n_heldout=n_heldout, profile=recipe, seed=seed,
-                               progress=progress, **fit_kwargs)
+                               progress=progress, **with_unit_areas(sessions, fit_kwargs))
 
     if not cache:
         return fit()
@@ -334,7 +346,7 @@ def few_shot_experiment(pretraining_sessions: list, heldout_session, *, shots=No
             seconds["pretrained"] += time.perf_counter() - start
             start = time.perf_counter()
             alone = from_scratch(spikes, split, n_heldout, seed=seed, profile=profile, progress=progress,
-                                 **fit_kwargs)
+                                 **with_unit_areas([heldout_session], fit_kwargs))
             for metric, value in score(alone, 0, spikes, behaviour, split, n_heldout, lag_bins).items():
                 scratch[metric][i, j] = value
             seconds["scratch"] += time.perf_counter() - start
