@@ -42,6 +42,13 @@ def _maze_session():
         hand_pos=np.cumsum(RNG.normal(size=(4, 30, 2)), axis=1), label="fake session", bin_ms=5)
 
 
+def _curve(x):
+    """A scaling.Curve with 2 seeds per point."""
+    from tutorial_utils.scaling import Curve
+
+    return Curve(x, [0, 1], {"co-bps": RNG.uniform(size=(len(x), 2)), "velocity R2": RNG.uniform(size=(len(x), 2))})
+
+
 def _masking():
     spikes = torch.poisson(torch.full((B, T, N), 1.0))
     mask = torch.zeros(B, T, dtype=torch.bool)
@@ -83,6 +90,9 @@ CASES = {
     "plot_time_vs_length": lambda: plotting.plot_time_vs_length(
         [100, 500, 1000], {"attention": [1.0, 8.0, 30.0], "SSM": [2.0, 6.0, 11.0], "kernel": [None, None, 0.5]},
         device="CPU, 1 thread"),
+    "plot_scaling_curve": lambda: plotting.plot_scaling_curve(
+        {"temporal": _curve([1, 2, 4]), "mtm": _curve([1, 2, 4])}, baselines={"from scratch": {"co-bps": 0.1}}),
+    "plot_few_shot": lambda: plotting.plot_few_shot(_curve([5, 10, 60]), _curve([5, 10, 60])),
 }
 
 

@@ -237,9 +237,13 @@ class FittedStitch:
         return rates[:, :, : self.model.n_outputs[session]].numpy()
 
     def refit_read_in(self, session: int, train_spikes, val_spikes, *, epochs: int, batch_size: int = 8,
-                      seed: int = 0, progress: bool = True, read_out: bool = False) -> History:
+                      seed: int = 0, progress: bool = True, read_out: bool = False,
+                      patience: int | None = 20, lr: float = 3e-3) -> History:
         """Re-learn only session ``session``'s read-in and the session embedding (core and read-outs
         frozen), on that session's trials (all its units, held-in first). Returns the history.
+        ``patience``: epochs without a better validation loss before stopping (None: all ``epochs``;
+        with a handful of trials an epoch is one step, so early stopping would end it too soon);
+        ``lr``: the peak learning rate (cosine decay over the epochs).
 
         This is how a pretrained stitched model adapts to a new recording of the same kind. For a
         session it never saw (see :meth:`add_session`), pass ``read_out=True``: the masked-
@@ -258,8 +262,8 @@ class FittedStitch:
             batch = lambda x: _stitch_batch([x], [session], self.model.n_inputs, self.model.n_outputs)
             with global_random_state_kept():
                 return train(self.model, batch(train_spikes), batch(val_spikes), StitchedMaskedAutoencoding(0.2),
-                             epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
-                             desc="re-fit read-in")
+                             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                             patience=patience, desc="re-fit read-in")
         finally:
             for parameter in self.model.parameters():
                 parameter.requires_grad_(True)

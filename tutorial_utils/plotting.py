@@ -291,3 +291,41 @@ def plot_time_vs_length(lengths, times_ms: dict, device: str, title: str = "time
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     return fig
+# ---------------------------------------------------------------- Notebook 4C: scaling and few-shot
+
+def _curve_panels(curves: dict, xlabel: str, title: str, log_x: bool, baselines: dict | None = None):
+    """One panel per metric (co-bps, velocity R^2); each curve its mean over seeds with SEM bars.
+    ``curves``: {label: scaling.Curve}; ``baselines``: {label: {metric: value}} as horizontal lines."""
+    metrics = list(next(iter(curves.values())).scores)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False,
+                             constrained_layout=True)
+    for ax, metric in zip(axes[0], metrics):
+        for label, curve in curves.items():
+            ax.errorbar(curve.x, curve.mean(metric), yerr=curve.sem(metric), marker="o", capsize=3,
+                        label=f"{label} ({len(curve.seeds)} seed{'s' if len(curve.seeds) > 1 else ''})")
+        for i, (label, values) in enumerate((baselines or {}).items()):
+            if metric in values:
+                ax.axhline(values[metric], color="grey", ls=(":", "--", "-.")[i % 3], lw=1, label=label)
+        if log_x:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({x for c in curves.values() for x in c.x}))
+            ax.xaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+        ax.set(xlabel=xlabel, ylabel=f"held-out session {metric.replace('R2', 'R$^2$')}",
+               title=f"{metric.replace('R2', 'R$^2$')}")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_scaling_curve(curves: dict, baselines: dict | None = None,
+                       title: str = "a new session, core frozen: scores against pretraining data"):
+    """Held-out session co-bps and velocity R^2 against the number of pretraining sessions (log 2
+    axis), mean +- SEM over seeds. ``curves``: {label, e.g. the masking: scaling.Curve}."""
+    return _curve_panels(curves, "sessions used for pretraining", title, log_x=True, baselines=baselines)
+
+
+def plot_few_shot(pretrained, scratch, title: str = "few-shot: the held-out session's trials used"):
+    """Held-out session scores against the number of its trials used: pretrained-and-adapted (core
+    frozen) vs trained from scratch on the same trials (both scaling.Curve, mean +- SEM over seeds)."""
+    return _curve_panels({"pretrained core + new read-in/out": pretrained, "from scratch": scratch},
+                         "trials of the new session used for training", title, log_x=True)

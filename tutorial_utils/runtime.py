@@ -68,6 +68,19 @@ class Profile:
     nfmx_adapter_epochs: int  # fitting only a new session's adapter (frozen model)
     nfmx_adapter_lr: float
     nfmx_adapter_trials: int  # training trials of the new session the adapter sees (few-shot)
+    # Notebook 4C: scaling and few-shot (scaling.py). One held-out session; pretraining on 1..N others.
+    scaling_session_counts: tuple[int, ...]  # numbers of pretraining sessions on the scaling curve
+    scaling_trials: int  # trials per simulated session
+    scaling_units: tuple[int, int]  # each simulated session records between these many units
+    scaling_bin_ms: int  # bin width of the simulated sessions (20 ms: 35 bins per trial)
+    scaling_seeds: int  # seeds per point (error bars)
+    scaling_epochs: int  # pretraining epochs: the same passes over the data for every number of sessions...
+    scaling_max_steps: int  # ...capped at this many steps, so 16 sessions keep their time budget
+    scaling_scratch_steps: int  # steps of a model trained from scratch on the new session's k trials
+    scaling_adapt_steps: int  # refit_read_in steps on the held-out session (core frozen), whatever its trials
+    scaling_adapt_lr: float  # its peak learning rate (fresh layers on a frozen core learn fast)
+    scaling_shots: tuple[int | None, ...]  # few-shot: held-out trials used for adaptation (None: all)
+    scaling_eval_trials: int  # held-out session trials only ever scored
 
 
 PROFILES = {
@@ -80,6 +93,11 @@ PROFILES = {
         # Notebook 4B
         nfmx_d_model=32, nfmx_latents=8, nfmx_epochs=12, nfmx_patience=10, nfmx_batch_size=4, nfmx_lr=1e-2,
         nfmx_adapter_epochs=10, nfmx_adapter_lr=1e-2, nfmx_adapter_trials=40,
+        # Notebook 4C
+        scaling_session_counts=(1, 2, 4), scaling_trials=60, scaling_units=(40, 80), scaling_bin_ms=20,
+        scaling_seeds=2, scaling_epochs=50, scaling_max_steps=1500, scaling_scratch_steps=800, scaling_adapt_steps=300,
+        scaling_adapt_lr=1e-2,
+        scaling_shots=(10, None), scaling_eval_trials=25,
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64, ndt1_dropout=0.1,
@@ -90,6 +108,11 @@ PROFILES = {
         # Notebook 4B
         nfmx_d_model=64, nfmx_latents=16, nfmx_epochs=150, nfmx_patience=30, nfmx_batch_size=8, nfmx_lr=3e-3,
         nfmx_adapter_epochs=100, nfmx_adapter_lr=1e-2, nfmx_adapter_trials=40,
+        # Notebook 4C
+        scaling_session_counts=(1, 2, 4, 8, 16), scaling_trials=100, scaling_units=(80, 140),
+        scaling_bin_ms=20, scaling_seeds=3, scaling_epochs=200,
+        scaling_max_steps=6000, scaling_scratch_steps=3000, scaling_adapt_steps=1000, scaling_adapt_lr=1e-2, scaling_shots=(5, 10, 25, None),
+        scaling_eval_trials=40,
     ),
 }
 

@@ -8,6 +8,7 @@
     python -m tutorial_utils.bench ssm --profile quick    # selective scans and attention vs SSM, time vs length
     python -m tutorial_utils.bench nb4-neurofmx --profile quick  # Notebook 4B's NeuroFMX ablation table
     python -m tutorial_utils.bench nb4-data               # Notebook 4's data generators: times, ground truth
+    python -m tutorial_utils.bench scaling --profile quick  # Notebook 4C: scaling and few-shot curves, with times
     python -m tutorial_utils.bench pretrain               # scripts/pretrain.py throughput, 1 vs 2 processes
 
 One module per subject; each benchmark is a function ``(profile_name) -> dict`` registered in
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "ssm": "ssm:bench_ssm",
     "nb4-neurofmx": "nb4_neurofmx:bench_nb4_neurofmx",
     "nb4-data": "nb4_data:bench_nb4_data",
+    "scaling": "scaling:bench_scaling",
     "pretrain": "pretrain:bench_pretrain",
 }
 
