@@ -4,8 +4,9 @@ from .dandi import download_session
 from .lorenz import LORENZ_CONFIGS, LorenzDataset, make_lorenz_config, make_lorenz_dataset
 from .maze_catalogue import MazeDataError, MazeDataUnavailable
 from .mc_maze import MazeSession, load_mc_maze
+from .multi_region import MultiRegionData, make_multi_region
 from .nlb import evaluate_rates, mean_rate_baseline, smoothing_baseline, smoothing_glm
 
 __all__ = ["as_counts", "LORENZ_CONFIGS", "LorenzDataset", "make_lorenz_config", "make_lorenz_dataset", "MazeDataError", "MazeDataUnavailable",
-           "MazeSession", "download_session", "evaluate_rates", "load_mc_maze", "mean_rate_baseline",
+           "MazeSession", "MultiRegionData", "download_session", "evaluate_rates", "load_mc_maze", "make_multi_region", "mean_rate_baseline",
            "smoothing_baseline", "smoothing_glm"]
