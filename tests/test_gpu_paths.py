@@ -17,9 +17,9 @@ import torch
 
 from tutorial_utils.batches import Batch
 from tutorial_utils import decoding
-from tutorial_utils.data.sessions import stack_sessions
+from tutorial_utils.data.sessions import stack_sessions, stitched_batch
 from tutorial_utils.exercises import nb1, nb2
-from tutorial_utils.masking import mask_time_bins
+from tutorial_utils.masking import SCHEME_NAMES, mask_time_bins
 from tutorial_utils.models import NDT1, NDT1Stitch, add_session, ndt1_by_hand, stitch_forward, swap_session_parts
 from tutorial_utils.models.ndt1 import causal_attention_mask, sinusoidal_positional_encoding
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
@@ -47,7 +47,15 @@ def _stitch_case():
         StitchedMaskedAutoencoding(0.2)
 
 
-CASES = {"NDT1 + MaskedAutoencoding": _ndt1_case, "NDT1Stitch + StitchedMaskedAutoencoding": _stitch_case}
+def _mtm_case():  # Notebook 4A: one of the four MtM schemes per batch, announced by a prompt token
+    batch = stitched_batch([_counts(6, 10, 4, seed=1), _counts(6, 10, 7, seed=2)], n_inputs=[3, 5], width=7,
+                           unit_areas=[[0, 0, 1, 1], [0, 1, 1, 2, 2, 0, 2]])
+    return NDT1Stitch([3, 5], 10, n_outputs=[4, 7], d_model=8, n_heads=2, n_prompts=len(SCHEME_NAMES)), batch, \
+        StitchedMaskedAutoencoding(schemes="mtm", prompts=True)
+
+
+CASES = {"NDT1 + MaskedAutoencoding": _ndt1_case, "NDT1Stitch + StitchedMaskedAutoencoding": _stitch_case,
+         "NDT1Stitch + MtM with prompts": _mtm_case}
 
 
 def _watch_precision(model, seen: list):

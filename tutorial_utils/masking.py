@@ -120,12 +120,19 @@ def _uniform(shape, generator, device) -> torch.Tensor:
     return torch.rand(*shape, generator=generator).to(device)
 
 
-def _random_subset(eligible: torch.Tensor, ratio: float, generator) -> torch.Tensor:
+def _random_subset(eligible: torch.Tensor, ratio: float, generator, leave_one: bool = False) -> torch.Tensor:
     """(B, N) bool: each eligible unit with probability ``ratio``, and always at least one per trial
-    that has any (the eligible unit with the smallest random key)."""
-    keys = _uniform(eligible.shape, generator, eligible.device).masked_fill(~eligible, 2.0)
-    first = keys == keys.amin(dim=1, keepdim=True)
-    return eligible & ((keys < ratio) | first)
+    that has any (the eligible unit with the smallest random key). ``leave_one``: never all of
+    them where a trial has two or more (the one with the largest key stays), so something is left
+    to predict from."""
+    keys = _uniform(eligible.shape, generator, eligible.device)
+    low = keys.masked_fill(~eligible, 2.0)
+    chosen = eligible & ((keys < ratio) | (low == low.amin(dim=1, keepdim=True)))
+    if leave_one:
+        high = keys.masked_fill(~eligible, -1.0)
+        last = (high == high.amax(dim=1, keepdim=True)) & (eligible.sum(1, keepdim=True) >= 2)
+        chosen = chosen & ~last
+    return chosen
 
 
 def _areas(batch, scheme: str) -> torch.Tensor:
@@ -234,8 +241,9 @@ class NeuronMasking(MaskingScheme):
 
 
 class IntraRegionMasking(MaskingScheme):
-    """Pick one brain area per trial; hide a random ``mask_ratio`` of its units and predict them from
-    the rest of the *same* area only: every other area is hidden too (and not scored)."""
+    """Pick one brain area per trial; hide a random ``mask_ratio`` of its units (at least one, and
+    never all where it has two or more) and predict them from the rest of the *same* area only:
+    every other area is hidden too (and not scored)."""
 
     name = "intra_region"
 
@@ -245,7 +253,7 @@ class IntraRegionMasking(MaskingScheme):
     def __call__(self, batch, generator=None) -> Masked:
         exists, is_input = unit_roles(batch)
         region = _random_region(_areas(batch, "intra-region"), exists, generator)
-        targets = _random_subset(region & is_input, self.mask_ratio, generator) | (region & ~is_input)
+        targets = _random_subset(region & is_input, self.mask_ratio, generator, leave_one=True) | (region & ~is_input)
         visible = region & is_input & ~targets
         inputs = hide_units(batch.spikes, ~visible)
         return Masked(inputs, targets[:, None, :].expand(-1, batch.spikes.shape[1], -1), self.id)

@@ -58,6 +58,17 @@ class Profile:
     # Notebook 3: decoding
     decoder_epochs: int  # end-to-end causal decoder
     wiener_history_bins: tuple[int, ...]  # Wiener filter lengths k tried (bins of spike history)
+    # Notebook 4A: multi-task masking (mtm.py, bench nb4-mtm): seven models per dataset
+    mtm_trials: int  # multi-region stand-in: trials (70% train, 15% val, 15% test)
+    mtm_bins: int  # ...time bins per trial (10 ms)
+    mtm_units_per_region: int  # ...units in each of its 5 regions
+    mtm_maze_bin_ms: int  # mc_maze bin width for this notebook (coarser = shorter sequences)
+    mtm_epochs: int
+    mtm_batch_size: int
+    mtm_patience: int
+    mtm_d_model: int
+    mtm_dropout: float
+    mtm_lr: float
 
 
 PROFILES = {
@@ -67,6 +78,9 @@ PROFILES = {
         stitch_epochs=200, stitch_max_steps=2000, stitch_batch_size=8, stitch_patience=50, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
+        # Notebook 4A
+        mtm_trials=200, mtm_bins=50, mtm_units_per_region=16, mtm_maze_bin_ms=20, mtm_epochs=15,
+        mtm_batch_size=16, mtm_patience=15, mtm_d_model=32, mtm_dropout=0.2, mtm_lr=3e-3,
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64, ndt1_dropout=0.1,
@@ -74,6 +88,9 @@ PROFILES = {
         stitch_epochs=600, stitch_max_steps=8000, stitch_batch_size=8, stitch_patience=100, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=150, wiener_history_bins=(1, 2, 4, 8, 16, 32),
+        # Notebook 4A
+        mtm_trials=600, mtm_bins=100, mtm_units_per_region=40, mtm_maze_bin_ms=10, mtm_epochs=150,
+        mtm_batch_size=16, mtm_patience=30, mtm_d_model=64, mtm_dropout=0.2, mtm_lr=3e-3,
     ),
 }
 

@@ -93,15 +93,17 @@ class NDT1Stitch(nn.Module):
         return self.core(tokens, causal=causal, prefix=self.prompt_tokens(prompt, tokens))
 
     def prompt_tokens(self, prompt: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor | None:
-        """(B,) prompt ids -> (B, 1, D) prompt tokens (None for no prompt)."""
+        """(B,) prompt ids (or one id for all) -> (B, 1, D) prompt tokens (None for no prompt)."""
         if prompt is None:
             return None
         if not self.config.n_prompts:
             raise ValueError("this model has no prompt tokens (built with n_prompts=0): call it without prompt=, "
                              "or train one with fit_ndt1_stitch(..., prompts=True)")
         prompt = torch.as_tensor(prompt, device=tokens.device)
+        if prompt.dim() == 0:  # one id for every trial
+            prompt = prompt.expand(tokens.shape[0])
         if prompt.dtype not in (torch.int32, torch.int64) or tuple(prompt.shape) != (tokens.shape[0],):
-            raise ValueError(f"prompt must be (trials,) = ({tokens.shape[0]},) integer ids, got "
+            raise ValueError(f"prompt must be one integer id or (trials,) = ({tokens.shape[0]},) integer ids, got "
                              f"{tuple(prompt.shape)} {prompt.dtype}")
         if prompt.device.type == "cpu" and bool(((prompt < 0) | (prompt >= self.config.n_prompts)).any()):
             raise ValueError(f"prompt ids must be 0..{self.config.n_prompts - 1}, got {prompt.tolist()}")  # (on GPUs: no sync)
