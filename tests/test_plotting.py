@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
@@ -80,6 +81,10 @@ CASES = {
         np.arange(B)),
     "plot_online_check": lambda: plotting.plot_online_check(
         RNG.normal(size=(T, 2)), RNG.normal(size=(T, 2)), RNG.normal(size=(T, 2)), 10, np.arange(T) * 10),
+    "plot_mtm_table": lambda: plotting.plot_mtm_table(pd.DataFrame(
+        RNG.normal(size=(3, 4)), index=["temporal", "neuron", "MtM"], columns=["a", "b", "c", "d"])),
+    "plot_inter_region_truth": lambda: plotting.plot_inter_region_truth(
+        {"temporal": {"A": 0.1, "B": -0.1}, "MtM": {"A": 0.2, "B": 0.0}}, {"A": True, "B": False}),
 }
 
 

@@ -5,6 +5,7 @@
     python -m tutorial_utils.bench nb3 --profile quick    # decoding hand velocity: every decoder, R^2 and time
     python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
     python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
+    python -m tutorial_utils.bench nb4-mtm --profile quick  # Notebook 4A: the MtM Table 1 on two datasets
 
 One module per subject; each benchmark is a function ``(profile_name) -> dict`` registered in
 ``BENCHMARKS`` as "module:function", imported only when asked for. Results go to
@@ -20,6 +21,7 @@ BENCHMARKS = {
     "nb3": "notebooks:bench_nb3",
     "maze": "data:bench_maze",
     "real": "data:bench_real",
+    "nb4-mtm": "nb4_mtm:bench_nb4_mtm",
 }
 
 
