@@ -164,6 +164,20 @@ def _random_region(areas: torch.Tensor, exists: torch.Tensor, generator) -> torc
     return has_area & (areas == chosen_area)
 
 
+def intra_region_view(spikes: torch.Tensor, in_region: torch.Tensor, targets: torch.Tensor):
+    """What intra-region masking shows and scores, for given units (Notebook 4A's exercise).
+
+    Args:
+        spikes: (B, T, N_in) inputs; in_region: (B, N_out) bool, the chosen area's units;
+        targets: (B, N_out) bool, the units to predict (inside the area).
+    Returns:
+        inputs: (B, T, N_in), only the area's units that are not targets (everything else zeroed);
+        scored: (B, T, N_out) bool, the targets at every bin.
+    """
+    visible = in_region & ~targets
+    return hide_units(spikes, ~visible), targets[:, None, :].expand(-1, spikes.shape[1], -1)
+
+
 class MaskingScheme:
     """A way of hiding part of a batch: ``scheme(batch, generator) -> Masked``. Subclasses set ``name``."""
 
@@ -254,9 +268,8 @@ class IntraRegionMasking(MaskingScheme):
         exists, is_input = unit_roles(batch)
         region = _random_region(_areas(batch, "intra-region"), exists, generator)
         targets = _random_subset(region & is_input, self.mask_ratio, generator, leave_one=True) | (region & ~is_input)
-        visible = region & is_input & ~targets
-        inputs = hide_units(batch.spikes, ~visible)
-        return Masked(inputs, targets[:, None, :].expand(-1, batch.spikes.shape[1], -1), self.id)
+        inputs, scored = intra_region_view(batch.spikes, region & is_input, targets)
+        return Masked(inputs, scored, self.id)
 
 
 class InterRegionMasking(MaskingScheme):

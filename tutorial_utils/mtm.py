@@ -55,7 +55,7 @@ def multi_region_dataset(profile: Profile | str | None = None, seed: int = 0) ->
     from .data.multi_region import make_multi_region
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    data = make_multi_region(profile.mtm_trials, profile.mtm_bins, seed=seed,
+    data = make_multi_region(profile.mtm_trials, profile.mtm_bins, seed=seed, bin_ms=profile.mtm_bin_ms,
                              units_per_region=profile.mtm_units_per_region)
     train = np.concatenate([data.trials("train"), data.trials("val")])
     test = data.trials("test")

@@ -88,6 +88,21 @@ class MtmScores:
         return {int(r): float(np.nanmean(self.per_neuron[metric][areas == r])) for r in np.unique(areas) if r >= 0}
 
 
+def inter_region_bits_per_spike(predict_rates, spikes, areas) -> float:
+    """Inter-region co-smoothing written out (Notebook 4A's exercise; :func:`score_mtm` does the same).
+
+    ``predict_rates(visible)`` returns rates (trials, T, N) from a model shown only the units where
+    ``visible`` (N,) is True. For each area: hide it, predict it from the others, keep its units'
+    rates. Then bits/spike per neuron (metrics.bits_per_spike_per_neuron), averaged over neurons.
+    """
+    spikes, areas = np.asarray(spikes), np.asarray(areas)
+    rates = np.zeros(spikes.shape)
+    for region in np.unique(areas[areas >= 0]):
+        own = areas == region
+        rates[:, :, own] = np.asarray(predict_rates(~own))[:, :, own]
+    return float(np.nanmean(bits_per_spike_per_neuron(rates[:, :, areas >= 0], spikes[:, :, areas >= 0])))
+
+
 def predict_masked(model, spikes, visible: np.ndarray, *, session: int = 0, prompt: int | None = None,
                    causal: bool = False) -> np.ndarray:
     """Rates (trials, T, N_out) of a stitched model shown only the ``visible`` (T, N_in) entries."""

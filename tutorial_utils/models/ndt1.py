@@ -78,6 +78,17 @@ class TransformerCore(nn.Module):
         return self.norm(self.layers(x, mask=mask, is_causal=causal))[:, n_prefix:]
 
 
+def run_with_prompt(core: TransformerCore, tokens: torch.Tensor, prompt_tokens: torch.Tensor,
+                    causal: bool = False) -> torch.Tensor:
+    """The core with one prompt token per trial in front: (B, T, D), (B, 1, D) -> (B, T, D) for the bins.
+
+    The prompt has no time bin, so it gets no positional encoding; every bin may attend to it
+    (also under a causal mask: it comes first); it is dropped from the output, so the read-out
+    never sees it. Same as ``core(tokens, causal, prefix=prompt_tokens)``.
+    """
+    return core(tokens, causal, prefix=prompt_tokens)
+
+
 @dataclass
 class NDT1Config:
     """Everything needed to rebuild an :class:`NDT1` (saved next to its weights)."""
