@@ -19,9 +19,10 @@ from tutorial_utils.batches import Batch
 from tutorial_utils import decoding
 from tutorial_utils.data.sessions import stack_sessions, stitched_batch
 from tutorial_utils.exercises import nb1, nb2
-from tutorial_utils.masking import SCHEME_NAMES, mask_time_bins
+from tutorial_utils.masking import SCHEME_NAMES, intra_region_view, mask_time_bins
+from tutorial_utils.mtm_metrics import inter_region_bits_per_spike
 from tutorial_utils.models import NDT1, NDT1Stitch, add_session, ndt1_by_hand, stitch_forward, swap_session_parts
-from tutorial_utils.models.ndt1 import causal_attention_mask, sinusoidal_positional_encoding
+from tutorial_utils.models.ndt1 import causal_attention_mask, run_with_prompt, sinusoidal_positional_encoding
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
 from tutorial_utils.runtime import AUTOCAST_ENV, autocast_dtype
 from tutorial_utils.training import predict_hidden_bins, train
@@ -213,6 +214,24 @@ def _run_history_design(fn):
     assert _all_on_meta(design) and tuple(design.shape) == (2, 6, 6)
 
 
+def _run_intra_region_view(fn):
+    in_region = torch.tensor([[1, 1, 1, 0, 0, 0]], dtype=torch.bool).expand(2, -1).to(META)
+    targets = torch.tensor([[0, 1, 0, 0, 0, 0]], dtype=torch.bool).expand(2, -1).to(META)
+    inputs, scored = fn(_counts(2, 5, 6).to(META), in_region, targets)
+    assert _all_on_meta(inputs, scored) and tuple(scored.shape) == (2, 5, 6)
+
+
+def _run_with_prompt(fn):
+    core = NDT1(8, 10).core.to(META).eval()
+    out = fn(core, torch.randn(3, 10, 8, device=META), torch.randn(3, 1, 8, device=META), True)
+    assert _all_on_meta(out) and tuple(out.shape) == (3, 10, 8)
+
+
+def _run_inter_region_metric(fn):  # numpy in, a number out: no device to get wrong
+    spikes = _counts(3, 6, 4).numpy()
+    assert np.isfinite(fn(lambda visible: np.ones(spikes.shape), spikes, np.array([0, 0, 1, 1])))
+
+
 # Every exercise of every notebook, by the solution's function name: (reference, run on meta).
 EXERCISES = {
     "mask_time_bins": (mask_time_bins, _run_mask),
@@ -226,6 +245,9 @@ EXERCISES = {
     "shift_by_lag": (decoding.shift_by_lag, _run_shift_by_lag),
     "causal_attention_mask": (causal_attention_mask, _run_causal_mask),
     "history_design_matrix": (decoding.history_design_matrix, _run_history_design),
+    "intra_region_view": (intra_region_view, _run_intra_region_view),
+    "run_with_prompt": (run_with_prompt, _run_with_prompt),
+    "inter_region_bits_per_spike": (inter_region_bits_per_spike, _run_inter_region_metric),
 }
 
 
