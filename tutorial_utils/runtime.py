@@ -92,8 +92,8 @@ PROFILES = {
         # Notebook 4A
         # (the stand-in's trials have no trial-locked structure: a model sits on the mean rate for
         # ~1500 steps before it finds the oscillations, so no early stopping before the end)
-        mtm_trials=600, mtm_bins=50, mtm_bin_ms=20, mtm_units_per_region=30, mtm_maze_bin_ms=20, mtm_epochs=150,
-        mtm_batch_size=16, mtm_patience=150, mtm_d_model=64, mtm_dropout=0.1, mtm_lr=1e-3,
+        mtm_trials=300, mtm_bins=50, mtm_bin_ms=20, mtm_units_per_region=30, mtm_maze_bin_ms=20, mtm_epochs=250,
+        mtm_batch_size=16, mtm_patience=250, mtm_d_model=64, mtm_dropout=0.1, mtm_lr=1e-3,
     ),
 }
 
