@@ -75,13 +75,14 @@ def test_links_copy_the_source_at_the_stated_delay(data):
     state ``delay`` bins earlier, and of nothing at other delays."""
     for i, (source, target, delay) in enumerate(data.links):
         channel = 1 + [t for _, t, _ in data.links[:i]].count(target)  # 0 is the private state
-        received = data.latents[target][..., 2 * channel: 2 * channel + 2].astype(np.float64)
-        sent = data.latents[source][..., :2].astype(np.float64)
+        k = multi_region.PRIVATE_DIM
+        received = data.latents[target][..., k * channel: k * (channel + 1)].astype(np.float64)
+        sent = data.latents[source][..., :k].astype(np.float64)
         lead = 6
-        y = received[:, lead:].reshape(-1, 2)
+        y = received[:, lead:].reshape(-1, k)
         errors = []
         for shift in range(lead + 1):
-            x = sent[:, lead - shift: sent.shape[1] - shift].reshape(-1, 2)
+            x = sent[:, lead - shift: sent.shape[1] - shift].reshape(-1, k)
             coef, *_ = np.linalg.lstsq(x, y, rcond=None)
             errors.append(np.abs(x @ coef - y).max())
         assert int(np.argmin(errors)) == delay and errors[delay] < 1e-4, (source, target, errors)
@@ -115,7 +116,7 @@ def test_behaviour_is_a_readout_of_its_region(data):
     latent = data.latents[data.behaviour_region].reshape(-1, data.latents[data.behaviour_region].shape[2])
     coef, *_ = np.linalg.lstsq(latent, data.behaviour.reshape(-1, 2), rcond=None)
     np.testing.assert_allclose(latent @ coef, data.behaviour.reshape(-1, 2), atol=1e-2)
-    lone = data.latents["OLF"].reshape(-1, 2)
+    lone = data.latents["OLF"].reshape(-1, multi_region.PRIVATE_DIM)
     coef, *_ = np.linalg.lstsq(lone, data.behaviour.reshape(-1, 2), rcond=None)
     assert r2_score(data.behaviour.reshape(-1, 2), lone @ coef) < 0.05
 
@@ -143,3 +144,20 @@ def test_bad_region_or_split_is_named(data):
         data.units_of("V2")
     with pytest.raises(ValueError, match="split"):
         data.trials("training")
+
+
+def test_inter_region_structure_shows_in_the_spikes(data):
+    """From spikes alone (a Poisson GLM on the other regions, multi_region.glm_from_other_regions),
+    a linked region is predictable and the lone one is not: what MtM's inter-region score should find."""
+    import warnings
+
+    from nlb_tools.evaluation import bits_per_spike
+
+    test = data.trials("test")
+    scores = {}
+    for region in ("MOT", "OLF"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rates = multi_region.glm_from_other_regions(data, region)
+        scores[region] = bits_per_spike(rates, data.spikes[test][..., data.units_of(region)].astype(np.float64))
+    assert scores["MOT"] > 0.1 and scores["OLF"] < 0.02, scores  # <= 0: no better than its mean rate (overfit)

@@ -6,6 +6,7 @@
     python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
     python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
     python -m tutorial_utils.bench nb4-mtm --profile quick  # Notebook 4A: the MtM Table 1 on two datasets
+    python -m tutorial_utils.bench nb4-data               # Notebook 4's data generators: times, ground truth
 
 One module per subject; each benchmark is a function ``(profile_name) -> dict`` registered in
 ``BENCHMARKS`` as "module:function", imported only when asked for. Results go to
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "maze": "data:bench_maze",
     "real": "data:bench_real",
     "nb4-mtm": "nb4_mtm:bench_nb4_mtm",
+    "nb4-data": "nb4_data:bench_nb4_data",
 }
 
 

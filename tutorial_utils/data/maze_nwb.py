@@ -133,6 +133,28 @@ def _microseconds(times) -> np.ndarray:
     return np.asarray(times, dtype="timedelta64[us]").astype(np.int64)
 
 
+def window_bins(onset_us: np.ndarray, start_us: np.ndarray, end_us: np.ndarray, rows: np.ndarray,
+                align_range_ms: tuple[int, int], bin_ms: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bins (rows of the binned recording) of each chosen trial's window, and which are usable.
+
+    onset_us, start_us, end_us: every trial's movement onset, start and end (integer microseconds);
+    rows: the trials wanted. Bin k covers [k, k+1) * bin_ms from the clock's 0. Returns index
+    (B, T) int and keep (B, T) bool: False past the recording's ``n_rows`` bins or inside another trial.
+    """
+    bin_us = bin_ms * 1000
+    n_bins = (align_range_ms[1] - align_range_ms[0]) // bin_ms
+    first = -(-(onset_us[rows] + align_range_ms[0] * 1000) // bin_us)  # ceil division
+    index = first[:, None] + np.arange(n_bins)  # (B, T) row of the binned data
+    inside = (index >= 0) & (index < n_rows)
+    # Another trial's bins: any bin overlapping [start, end) of a trial other than its own.
+    order = np.argsort(start_us)
+    bin_start = index * bin_us
+    candidate = np.searchsorted(start_us[order], bin_start + bin_us, side="left") - 1
+    other = order[np.clip(candidate, 0, None)]
+    foreign = (candidate >= 0) & (end_us[other] > bin_start) & (other != np.asarray(rows)[:, None])
+    return index, inside & ~foreign
+
+
 def trial_windows(dataset, fields: list[str], rows: np.ndarray, align_range_ms: tuple[int, int],
                   bin_ms: int) -> tuple[dict, np.ndarray]:
     """Cut ``align_range_ms`` around each chosen trial's movement onset out of ``dataset.data``.
@@ -143,20 +165,10 @@ def trial_windows(dataset, fields: list[str], rows: np.ndarray, align_range_ms: 
     is NaN. Returns ({field: (B, T, N) float64}, complete (B,) bool: no bin was NaN-ed so).
     """
     info = dataset.trial_info
-    bin_us = bin_ms * 1000
-    n_bins = (align_range_ms[1] - align_range_ms[0]) // bin_ms
-    onset = _microseconds(info["move_onset_time"].to_numpy()[rows])
-    first = -(-(onset + align_range_ms[0] * 1000) // bin_us)  # ceil division
-    index = first[:, None] + np.arange(n_bins)  # (B, T) row of dataset.data
-    inside = (index >= 0) & (index < len(dataset.data))
-    # Another trial's bins: any bin overlapping [start, end) of a trial other than its own.
-    starts, ends = _microseconds(info["start_time"].to_numpy()), _microseconds(info["end_time"].to_numpy())
-    order = np.argsort(starts)
-    bin_start = index * bin_us
-    candidate = np.searchsorted(starts[order], bin_start + bin_us, side="left") - 1
-    other = order[np.clip(candidate, 0, None)]
-    foreign = (candidate >= 0) & (ends[other] > bin_start) & (other != np.asarray(rows)[:, None])
-    keep = inside & ~foreign
+    index, keep = window_bins(_microseconds(info["move_onset_time"].to_numpy()),
+                              _microseconds(info["start_time"].to_numpy()),
+                              _microseconds(info["end_time"].to_numpy()), rows, align_range_ms, bin_ms,
+                              len(dataset.data))
     arrays = {}
     for field in fields:
         values = dataset.data[field].to_numpy(dtype=np.float64)
