@@ -80,8 +80,8 @@ PROFILES = {
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
         # Notebook 4A
-        mtm_trials=200, mtm_bins=50, mtm_bin_ms=20, mtm_units_per_region=20, mtm_maze_bin_ms=20, mtm_epochs=12,
-        mtm_batch_size=16, mtm_patience=12, mtm_d_model=32, mtm_dropout=0.1, mtm_lr=3e-3,
+        mtm_trials=300, mtm_bins=50, mtm_bin_ms=20, mtm_units_per_region=20, mtm_maze_bin_ms=20, mtm_epochs=60,
+        mtm_batch_size=16, mtm_patience=60, mtm_d_model=32, mtm_dropout=0.1, mtm_lr=3e-3,
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64, ndt1_dropout=0.1,
@@ -90,10 +90,8 @@ PROFILES = {
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=150, wiener_history_bins=(1, 2, 4, 8, 16, 32),
         # Notebook 4A
-        # (the stand-in's trials have no trial-locked structure: a model sits on the mean rate for
-        # ~1500 steps before it finds the oscillations, so no early stopping before the end)
-        mtm_trials=300, mtm_bins=50, mtm_bin_ms=20, mtm_units_per_region=30, mtm_maze_bin_ms=20, mtm_epochs=250,
-        mtm_batch_size=16, mtm_patience=250, mtm_d_model=64, mtm_dropout=0.1, mtm_lr=1e-3,
+        mtm_trials=600, mtm_bins=50, mtm_bin_ms=20, mtm_units_per_region=30, mtm_maze_bin_ms=20, mtm_epochs=100,
+        mtm_batch_size=16, mtm_patience=100, mtm_d_model=32, mtm_dropout=0.1, mtm_lr=3e-3,
     ),
 }
 
