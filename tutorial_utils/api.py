@@ -20,7 +20,7 @@ import torch
 
 from .batches import Batch
 from .data.counts import as_counts
-from .models import NDT1
+from .models import NDT1, NDT1Stitch
 from .objectives import MaskedAutoencoding
 from .runtime import Profile, data_dir, get_profile, global_random_state_kept
 from .training import History, predict_hidden_bins, train
@@ -196,7 +196,7 @@ def _stitch_batch(sessions: list, session_ids: list[int], n_inputs: list[int], n
 class FittedStitch:
     """A trained NDT1-stitch over several sessions, with its training history."""
 
-    model: "NDT1Stitch"
+    model: NDT1Stitch
     history: History
 
     def save(self, path) -> Path:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .mtm_metrics import METRIC_LABELS, METRICS, MtmScores, score_mtm
+from .mtm_metrics import METRIC_LABELS, METRICS, score_mtm
 from .runtime import Profile, get_profile
 
 # name -> fit_ndt1_stitch arguments. "Causal" etc. train with that one scheme only.
