@@ -25,6 +25,7 @@ from tutorial_utils.models import NDT1, NDT1Stitch, add_session, ndt1_by_hand, s
 from tutorial_utils.models.ndt1 import causal_attention_mask, run_with_prompt, sinusoidal_positional_encoding
 from tutorial_utils.models.selective_scan import selective_scan_sequential
 from tutorial_utils.mtm_metrics import inter_region_bits_per_spike
+from tutorial_utils.scaling import few_shot_split
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
 from tutorial_utils.runtime import AUTOCAST_ENV, autocast_dtype
 from tutorial_utils.training import predict_hidden_bins, train
@@ -239,6 +240,11 @@ def _run_inter_region_metric(fn):  # numpy in, a number out: no device to get wr
     assert np.isfinite(fn(lambda visible: np.ones(spikes.shape), spikes, np.array([0, 0, 1, 1])))
 
 
+def _run_few_shot_split(fn):  # trial indices in, trial indices out: no tensors, nothing to misplace
+    split = fn(20, 5, 6, seed=0)
+    assert len(split.fit) + len(split.stop) == 5 and len(split.evaluate) == 6
+
+
 # Every exercise of every notebook, by the solution's function name: (reference, run on meta).
 def _run_cross_attention(fn):  # Notebook 4B
     q, k, v = (torch.randn(2, 3, n, 4, device=META) for n in (5, 7, 7))
@@ -270,6 +276,7 @@ EXERCISES = {
     "intra_region_view": (intra_region_view, _run_intra_region_view),
     "run_with_prompt": (run_with_prompt, _run_with_prompt),
     "inter_region_bits_per_spike": (inter_region_bits_per_spike, _run_inter_region_metric),
+    "few_shot_split": (few_shot_split, _run_few_shot_split),
 }
 
 
