@@ -12,7 +12,8 @@ import torch
 
 from tutorial_utils.models.neurofmx import (HEADS, BehaviourHead, ContrastiveHead, EncoderHead, ForecastHead,
                                             MultimodalBatch, MultiTaskLoss, NeuroFMX, NeuroFMXConfig,
-                                            NeuroFMXObjective, PopulationAggregator, SpikeTokenizer, add_session,
+                                            NeuroFMXObjective, PerceiverDecoder, PerceiverEncoder, PopulationAggregator,
+                                            SpikeTokenizer, add_session,
                                             behaviour_positives, cross_attention, freeze_all_but_session, info_nce,
                                             set_baseline_rates)
 from tutorial_utils.models.neurofmx.attention import fast_cross_attention
@@ -66,6 +67,18 @@ def test_cross_attention_ignores_padded_keys_and_matches_the_fused_kernel():
     assert torch.allclose(got, cross_attention(q, k, changed, mask))
     assert torch.allclose(got, cross_attention(q, k[..., :3, :], v[..., :3, :]), atol=1e-6)  # as if never there
     assert torch.allclose(got, fast_cross_attention(q, k, v, mask), atol=1e-6)
+
+
+def test_perceiver_reads_the_size_of_its_tokens():
+    """A unit token's size says how active the unit was (token = embedding * value encoding), so the
+    Perceiver must not normalise it away: doubling every token changes the latents and the units' reads."""
+    g = torch.Generator().manual_seed(0)
+    tokens, mask = torch.randn(2, 3, 5, 8, generator=g), torch.zeros(2, 5, dtype=torch.bool)
+    encoder, decoder = PerceiverEncoder(8, n_latents=4).eval(), PerceiverDecoder(8).eval()
+    latents = encoder(tokens, mask)
+    assert not torch.allclose(latents, encoder(2 * tokens, mask), atol=1e-3)
+    queries = torch.randn(2, 6, 8, generator=g)
+    assert not torch.allclose(decoder(queries, latents), decoder(queries, 2 * latents), atol=1e-3)
 
 
 def test_aggregator_is_permutation_invariant_over_units():
