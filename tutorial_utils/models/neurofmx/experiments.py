@@ -92,7 +92,7 @@ def maze_splits(session, *, index: int = 0, inputs: str = "spikes", calcium=None
 # mean-rate Poisson NLL (~0.8 per entry) by only a few hundredths, while the velocity MSE falls from
 # ~1 and the InfoNCE from ~log(256) by whole units. Summed with equal (or uncertainty-learned) weights,
 # the rate heads barely steer the shared layers, and in a short run the rates stay near the mean.
-TASK_WEIGHTS = {"encoder": 10.0, "forecast": 10.0, "behaviour": 1.0, "contrastive": 0.1}
+TASK_WEIGHTS = {"encoder": 30.0, "forecast": 10.0, "behaviour": 1.0, "contrastive": 0.1}
 
 
 def default_config(session, profile, **change) -> NeuroFMXConfig:
