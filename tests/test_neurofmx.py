@@ -153,6 +153,33 @@ def test_heads_shapes_and_known_values():
     assert torch.allclose(embedding.norm(dim=-1), torch.ones(2, 3), atol=1e-5)
 
 
+def test_per_unit_readout_equals_projecting_every_state_then_reading_it():
+    """The rate heads' shortcut (read-out vectors W_j^T e_n built once per unit) gives the numbers
+    of the plain computation e_n . (W_j s + b_j) for every unit state s."""
+    from tutorial_utils.models.neurofmx.heads import per_unit_readout
+
+    g = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(8, 3 * 8)
+    torch.nn.init.normal_(linear.bias, generator=g)
+    units, embeddings = torch.randn(2, 4, 5, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+    plain = (linear(units).unflatten(-1, (3, 8)) * embeddings[:, None, :, None]).sum(-1)  # (B, P, N, k)
+    assert torch.allclose(per_unit_readout(linear, units, embeddings, 3), plain, atol=1e-5)
+
+
+def test_notebook_weights_let_the_rate_heads_be_heard():
+    """Notebook 4B's default: fixed weights, the rate heads weighted far above the contrastive loss
+    (with uncertainty weighting the quick-profile rates stayed at the mean: co-bps 0.01)."""
+    from types import SimpleNamespace
+
+    from tutorial_utils.models.neurofmx import experiments
+
+    session = SimpleNamespace(heldin_spikes=torch.zeros(2, 10, 6), all_spikes=lambda: torch.zeros(2, 10, 8))
+    config = experiments.default_config(session, SimpleNamespace(nfmx_d_model=8, nfmx_latents=2))
+    loss = MultiTaskLoss(config.heads, config.weighting, config.loss_weights)
+    assert config.weighting == "fixed"
+    assert loss.weight("encoder") > loss.weight("behaviour") > loss.weight("contrastive")
+
+
 def test_fixed_weighting_is_the_weighted_sum():
     loss = MultiTaskLoss(["a", "b"], "fixed", {"a": 2.0})
     out = loss({"a": torch.tensor(1.5), "b": torch.tensor(0.25)})
