@@ -168,7 +168,7 @@ def test_per_unit_readout_equals_projecting_every_state_then_reading_it():
 
 def test_notebook_weights_let_the_rate_heads_be_heard():
     """Notebook 4B's default: fixed weights, the rate heads weighted far above the contrastive loss
-    (with uncertainty weighting the quick-profile rates stayed at the mean: co-bps 0.01)."""
+    (with uncertainty weighting the quick-profile full model reached co-bps 0.04, with these 0.10)."""
     from types import SimpleNamespace
 
     from tutorial_utils.models.neurofmx import experiments
