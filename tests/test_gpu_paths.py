@@ -17,13 +17,14 @@ import torch
 
 from tutorial_utils.batches import Batch
 from tutorial_utils import decoding
-from tutorial_utils.data.sessions import stack_sessions
+from tutorial_utils.data.sessions import stack_sessions, stitched_batch
 from tutorial_utils.exercises import nb1, nb2
-from tutorial_utils.masking import mask_time_bins
+from tutorial_utils.masking import SCHEME_NAMES, intra_region_view, mask_time_bins
 from tutorial_utils.models import neurofmx
 from tutorial_utils.models import NDT1, NDT1Stitch, add_session, ndt1_by_hand, stitch_forward, swap_session_parts
-from tutorial_utils.models.ndt1 import causal_attention_mask, sinusoidal_positional_encoding
+from tutorial_utils.models.ndt1 import causal_attention_mask, run_with_prompt, sinusoidal_positional_encoding
 from tutorial_utils.models.selective_scan import selective_scan_sequential
+from tutorial_utils.mtm_metrics import inter_region_bits_per_spike
 from tutorial_utils.objectives import MaskedAutoencoding, StitchedMaskedAutoencoding, masked_poisson_loss
 from tutorial_utils.runtime import AUTOCAST_ENV, autocast_dtype
 from tutorial_utils.training import predict_hidden_bins, train
@@ -49,7 +50,15 @@ def _stitch_case():
         StitchedMaskedAutoencoding(0.2)
 
 
-CASES = {"NDT1 + MaskedAutoencoding": _ndt1_case, "NDT1Stitch + StitchedMaskedAutoencoding": _stitch_case}
+def _mtm_case():  # Notebook 4A: one of the four MtM schemes per batch, announced by a prompt token
+    batch = stitched_batch([_counts(6, 10, 4, seed=1), _counts(6, 10, 7, seed=2)], n_inputs=[3, 5], width=7,
+                           unit_areas=[[0, 0, 1, 1], [0, 1, 1, 2, 2, 0, 2]])
+    return NDT1Stitch([3, 5], 10, n_outputs=[4, 7], d_model=8, n_heads=2, n_prompts=len(SCHEME_NAMES)), batch, \
+        StitchedMaskedAutoencoding(schemes="mtm", prompts=True)
+
+
+CASES = {"NDT1 + MaskedAutoencoding": _ndt1_case, "NDT1Stitch + StitchedMaskedAutoencoding": _stitch_case,
+         "NDT1Stitch + MtM with prompts": _mtm_case}
 
 
 def _watch_precision(model, seen: list):
@@ -212,6 +221,22 @@ def _run_selective_scan(fn):
     A, B, C = torch.randn(3, 4, device=META), torch.randn(2, 4, 7, device=META), torch.randn(2, 4, 7, device=META)
     y = fn(u, delta, A, B, C)
     assert _all_on_meta(y) and tuple(y.shape) == (2, 3, 7)
+def _run_intra_region_view(fn):
+    in_region = torch.tensor([[1, 1, 1, 0, 0, 0]], dtype=torch.bool).expand(2, -1).to(META)
+    targets = torch.tensor([[0, 1, 0, 0, 0, 0]], dtype=torch.bool).expand(2, -1).to(META)
+    inputs, scored = fn(_counts(2, 5, 6).to(META), in_region, targets)
+    assert _all_on_meta(inputs, scored) and tuple(scored.shape) == (2, 5, 6)
+
+
+def _run_with_prompt(fn):
+    core = NDT1(8, 10).core.to(META).eval()
+    out = fn(core, torch.randn(3, 10, 8, device=META), torch.randn(3, 1, 8, device=META), True)
+    assert _all_on_meta(out) and tuple(out.shape) == (3, 10, 8)
+
+
+def _run_inter_region_metric(fn):  # numpy in, a number out: no device to get wrong
+    spikes = _counts(3, 6, 4).numpy()
+    assert np.isfinite(fn(lambda visible: np.ones(spikes.shape), spikes, np.array([0, 0, 1, 1])))
 
 
 # Every exercise of every notebook, by the solution's function name: (reference, run on meta).
@@ -242,6 +267,9 @@ EXERCISES = {
     # Notebook 4B (NeuroFMX section)
     "cross_attention": (neurofmx.cross_attention, _run_cross_attention),
     "info_nce": (neurofmx.info_nce, _run_info_nce),
+    "intra_region_view": (intra_region_view, _run_intra_region_view),
+    "run_with_prompt": (run_with_prompt, _run_with_prompt),
+    "inter_region_bits_per_spike": (inter_region_bits_per_spike, _run_inter_region_metric),
 }
 
 

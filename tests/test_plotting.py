@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
@@ -93,6 +94,10 @@ CASES = {
     "plot_scaling_curve": lambda: plotting.plot_scaling_curve(
         {"temporal": _curve([1, 2, 4]), "mtm": _curve([1, 2, 4])}, baselines={"from scratch": {"co-bps": 0.1}}),
     "plot_few_shot": lambda: plotting.plot_few_shot(_curve([5, 10, 60]), _curve([5, 10, 60])),
+    "plot_mtm_table": lambda: plotting.plot_mtm_table(pd.DataFrame(
+        RNG.normal(size=(3, 4)), index=["temporal", "neuron", "MtM"], columns=["a", "b", "c", "d"])),
+    "plot_inter_region_truth": lambda: plotting.plot_inter_region_truth(
+        {"temporal": {"A": 0.1, "B": -0.1}, "MtM": {"A": 0.2, "B": 0.0}}, {"A": True, "B": False}),
 }
 
 

@@ -136,6 +136,22 @@ def test_trains_on_a_folder_of_nwb_files(tmp_path):
     assert all(line["loss"] == line["loss"] for line in read_jsonl(tmp_path / "out" / "log.jsonl"))  # not NaN
 
 
+def test_batches_say_which_units_are_real_and_which_are_inputs(tmp_path):
+    """Sessions of different widths share a padded batch: padding must never be scored, and
+    held-out units are targets only (the objective reads this from the batch, not the model)."""
+    from tutorial_utils.data import simulate_sessions, write_sessions_nwb
+    from tutorial_utils.pretraining import load_windows, parse_options
+
+    write_sessions_nwb(simulate_sessions(2, n_trials=6, seed=0), tmp_path / "nwb")
+    windows = load_windows(parse_options(["--data-dir", str(tmp_path / "nwb"), "--out-dir", str(tmp_path / "out")]))
+    assert len(set(windows.n_outputs)) == 2, "the test needs sessions of different widths"
+    batch = windows.batch(list(range(len(windows))))
+    for row, session in enumerate(batch.session.tolist()):
+        assert batch.unit_exists[row].sum() == windows.n_outputs[session]
+        assert batch.unit_is_input[row].sum() == windows.n_inputs[session]
+        assert not batch.unit_is_input[row, windows.n_inputs[session]:].any()  # held-in units come first
+
+
 # ---------------------------------------------------------------- bad command lines (in-process, no launch)
 
 CHEAP = ["--sessions", "mc_maze_small", "--max-trials", "8", "--max-steps", "1"]  # should the check be missing

@@ -20,7 +20,7 @@ import torch
 
 from .batches import Batch
 from .data.counts import as_counts
-from .models import NDT1
+from .models import NDT1, NDT1Stitch
 from .objectives import MaskedAutoencoding
 from .runtime import Profile, data_dir, get_profile, global_random_state_kept
 from .training import History, predict_hidden_bins, train
@@ -183,22 +183,20 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
     return FittedNDT1(model=model, history=history, n_neurons=n_neurons, n_bins=n_bins)
 
 
-def _stitch_batch(sessions: list, session_ids: list[int], n_inputs: list[int], n_outputs: list[int]):
-    """A :class:`Batch` of padded inputs, targets and session ids for sessions ``session_ids`` of a stitched model."""
-    from .data.sessions import stack_sessions
+def _stitch_batch(sessions: list, session_ids: list[int], n_inputs: list[int], n_outputs: list[int],
+                  unit_areas: list | None = None):
+    """A :class:`Batch` of padded inputs, targets, session ids and unit roles for sessions
+    ``session_ids`` of a stitched model (data/sessions.stitched_batch)."""
+    from .data.sessions import stitched_batch
 
-    targets, position = stack_sessions(sessions)
-    inputs, _ = stack_sessions([s[:, :, : n_inputs[i]] for s, i in zip(sessions, session_ids)])
-    pad = max(n_outputs) - targets.shape[2]  # the model's outputs span its widest session
-    targets = torch.nn.functional.pad(targets, (0, pad))
-    return Batch(inputs, targets=targets, session=torch.as_tensor(session_ids)[position])
+    return stitched_batch(sessions, session_ids, n_inputs, width=max(n_outputs), unit_areas=unit_areas)
 
 
 @dataclass
 class FittedStitch:
     """A trained NDT1-stitch over several sessions, with its training history."""
 
-    model: "NDT1Stitch"
+    model: NDT1Stitch
     history: History
 
     def save(self, path) -> Path:
@@ -283,7 +281,8 @@ class FittedStitch:
 def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n_heldout: list[int] | None = None,
                     profile: str | Profile | None = None, seed: int = 0, d_model: int | None = None,
                     epochs: int | None = None, lr: float = 3e-3,
-                    progress: bool = True) -> FittedStitch:
+                    progress: bool = True, masking="temporal", prompts: bool = False,
+                    unit_areas: list | None = None) -> FittedStitch:
     """Train one NDT1-stitch on several sessions with different numbers of units.
 
     The training recipe (width, dropout, input-unit dropout, batch size, epochs, patience) comes
@@ -300,6 +299,13 @@ def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n
             profile's epochs are cut to fit its stitch_max_steps, so several large sessions train for
             fewer epochs).
         lr: the peak learning rate (cosine decay over the epochs).
+        masking: what the model learns to predict (masking.py): "temporal" (Notebooks 1-2: hidden
+            time bins), "mtm" (Notebook 4: one of causal / neuron / intra-region / inter-region
+            masking drawn per batch), or a list of scheme names.
+        prompts: give the model one learned prompt token per scheme, telling it which scheme
+            each batch was masked with (then ``model(..., prompt=ids)`` at test time).
+        unit_areas: per session, a (N_s,) array of brain-area codes 0, 1, ... of its units; needed
+            by the region schemes.
     Raises:
         ValueError: for no sessions, bad counts (see :func:`fit_ndt1`), sessions of different
             lengths, val sessions that do not match their train sessions, or a bad
@@ -331,18 +337,25 @@ def fit_ndt1_stitch(train_sessions: list, val_sessions: list | None = None, *, n
     n_outputs = [s.shape[2] for s in train_sessions]
     n_heldout = _heldout_counts(n_heldout, n_outputs)
     n_inputs = [n - h for n, h in zip(n_outputs, n_heldout)]
+    from .masking import SCHEME_NAMES, make_schemes
+
+    schemes = make_schemes(masking)
+    if unit_areas is None and any(s.name in ("intra_region", "inter_region") for s in schemes):
+        raise ValueError("the intra-/inter-region masking schemes need unit_areas=[one (N_s,) array of area codes "
+                         "per session]; or choose masking='temporal' or a list without the region schemes")
 
     def batches(sessions):
-        return _stitch_batch(sessions, list(range(len(sessions))), n_inputs, n_outputs)
+        return _stitch_batch(sessions, list(range(len(sessions))), n_inputs, n_outputs, unit_areas)
 
     if epochs_given is None and profile.stitch_max_steps is not None:  # the profile's length, within its step budget
         steps_per_epoch = sum(math.ceil(len(s) / profile.stitch_batch_size) for s in train_sessions)
         epochs = max(1, min(epochs, profile.stitch_max_steps // steps_per_epoch))
-    objective = StitchedMaskedAutoencoding(0.2, input_dropout=profile.stitch_input_dropout)
+    objective = StitchedMaskedAutoencoding(0.2, input_dropout=profile.stitch_input_dropout,
+                                           schemes=None if masking == "temporal" else schemes, prompts=bool(prompts))
     with global_random_state_kept():  # seeding below must not change the caller's random numbers
         torch.manual_seed(seed)
         model = NDT1Stitch(n_inputs, train_sessions[0].shape[1], n_outputs=n_outputs, d_model=d_model,
-                           dropout=profile.stitch_dropout)
+                           dropout=profile.stitch_dropout, n_prompts=len(SCHEME_NAMES) if prompts else 0)
         history = train(model, batches(train_sessions), batches(val_sessions), objective, epochs=epochs,
                         batch_size=profile.stitch_batch_size, lr=lr, patience=profile.stitch_patience, seed=seed,
                         progress=progress, desc="fit_ndt1_stitch")

@@ -1,7 +1,8 @@
 """Named batches: what one training step sees, by name rather than by position.
 
 Notebook 1 needs only spike counts; Notebook 2 adds the session of each trial and separate
-targets (held-out units); Notebook 3 adds behaviour; Notebook 4 will add prompt ids. A
+targets (held-out units); Notebook 3 adds behaviour; Notebook 4 adds which units exist, which
+are inputs and their brain areas (what the masking schemes of masking.py need). A
 :class:`Batch` carries all of them, so objectives ask for ``batch.behaviour`` instead of
 remembering that it was the third element of a tuple, and a new field never breaks old code.
 
@@ -22,6 +23,10 @@ class Batch:
     targets:    (B, T, N_out) counts the model must predict; None means the inputs themselves.
     session:    (B,) long, index of each trial's recording session (stitched models).
     unit_areas: (B, N_out) long, brain-area code of every unit of the trial's session (-1: padding).
+    unit_exists: (B, N_out) bool, the target units the trial's session has (False: padding);
+                None means all of them.
+    unit_is_input: (B, N_out) bool, the target units that are also inputs (input column j is target
+                unit j); None means the first N_in.
     behaviour:  (B, T, d) float, e.g. hand velocity, on the same bins as the spikes.
     prompt:     (B,) long, a prompt/context id per trial (used from Notebook 4 on).
     """
@@ -30,6 +35,8 @@ class Batch:
     targets: torch.Tensor | None = None
     session: torch.Tensor | None = None
     unit_areas: torch.Tensor | None = None
+    unit_exists: torch.Tensor | None = None
+    unit_is_input: torch.Tensor | None = None
     behaviour: torch.Tensor | None = None
     prompt: torch.Tensor | None = None
 

@@ -21,7 +21,7 @@ trials) raises ``ValueError`` saying what was expected.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -30,7 +30,8 @@ from torch import nn
 from . import metrics
 from .batches import Batch
 from .data.counts import as_counts
-from .masking import mask_time_bins
+from .data.sessions import stitched_batch
+from .masking import TemporalMasking
 from .models.stitch import NDT1Stitch, NDT1StitchConfig
 from .objectives import masked_poisson_loss
 from .runtime import autocast, autocast_dtype as resolve_autocast_dtype
@@ -351,7 +352,8 @@ class DecodingObjective:
     def __call__(self, model: StitchDecoder, batch: Batch, generator: torch.Generator | None = None) -> dict:
         spikes, session = batch.spikes, batch.session
         if self.poisson_weight > 0:
-            spikes, mask = mask_time_bins(spikes, self.mask_ratio, generator)
+            masked = TemporalMasking(self.mask_ratio)(batch, generator)
+            spikes = masked.inputs
         latents = model.encoder.latents(spikes, session, causal=model.config.causal)
         estimate = model.standardized(latents).float()
         target = (batch.behaviour - model.behaviour_mean) / model.behaviour_scale
@@ -361,9 +363,7 @@ class DecodingObjective:
         if self.poisson_weight > 0:
             encoder = model.encoder
             log_rates = encoder.log_rates_from_latents(latents, session)
-            scored = encoder.output_mask(session)[:, None, :] & (
-                ~encoder.input_mask(session)[:, None, :] | mask[:, :, None])
-            losses["poisson"] = masked_poisson_loss(log_rates, batch.target_counts, scored)
+            losses["poisson"] = masked_poisson_loss(log_rates, batch.target_counts, masked.scored)
             losses["total"] = losses["velocity"] + self.poisson_weight * losses["poisson"]
         return losses
 
@@ -474,10 +474,8 @@ def fit_causal_decoder(train_spikes, train_behaviour, val_spikes, val_behaviour,
     model.behaviour_scale.copy_(torch.as_tensor(_flat(train_behaviour).std(0) + 1e-8))
 
     def batch(spikes, behaviour):
-        pad = max(pretrained.n_outputs) - n_units
-        targets = torch.nn.functional.pad(spikes, (0, pad))
-        return Batch(spikes[:, :, :n_in], targets=targets, session=torch.full((len(spikes),), session),
-                     behaviour=torch.as_tensor(behaviour, dtype=torch.float32))
+        unit_batch = stitched_batch([spikes], [session], pretrained.n_inputs, width=max(pretrained.n_outputs))
+        return replace(unit_batch, behaviour=torch.as_tensor(behaviour, dtype=torch.float32))
 
     history = train(model, batch(train_spikes, train_behaviour), batch(val_spikes, val_behaviour),
                     DecodingObjective(lag_bins, poisson_weight), epochs=epochs, batch_size=batch_size, lr=lr,

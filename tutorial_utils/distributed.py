@@ -71,8 +71,8 @@ def teardown(context: Context) -> None:
 class DistributedModel(DistributedDataParallel):
     """DDP that also answers the wrapped model's own methods and attributes.
 
-    Objectives ask the model things besides its forward pass (e.g. NDT1-stitch's
-    ``model.input_mask(session)``); DDP alone would not find them. The forward pass still goes
+    Code that holds the wrapped model may ask it things besides its forward pass (e.g. NDT1-stitch's
+    ``model.n_inputs`` or ``model.latents``); DDP alone would not find them. The forward pass still goes
     through DDP, which is what synchronises the gradients.
     """
 

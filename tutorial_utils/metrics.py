@@ -123,3 +123,25 @@ def area_decoding_accuracy(embeddings, areas, folds: int = 5, seed: int = 0) -> 
     accuracy = cross_val_score(classifier, embeddings, areas, cv=splits).mean()
     chance = max(np.mean(areas == a) for a in np.unique(areas))
     return float(accuracy), float(chance)
+
+
+def bits_per_spike_per_neuron(rates, spikes) -> np.ndarray:
+    """:func:`bits_per_spike` of each neuron on its own: (N,) from (..., N) arrays (NaN where a
+    neuron has no spike, as its score is undefined there).
+
+    Neuron j's Poisson log-likelihood under ``rates`` minus that under its own mean count, over
+    the number of its spikes times ln 2; log k! cancels. Multi-task masking reports the average of
+    these over neurons (each neuron counts once, however much it fires)."""
+    rates = _numpy(rates).astype(np.float64)
+    spikes = _numpy(spikes).astype(np.float64)
+    if rates.shape != spikes.shape:
+        raise ValueError(f"rates {rates.shape} and spikes {spikes.shape} must have the same shape")
+    if not np.isfinite(rates).all() or (rates < 0).any():
+        raise ValueError("rates must be finite and >= 0 (expected counts per bin)")
+    rates, spikes = rates.reshape(-1, rates.shape[-1]), spikes.reshape(-1, spikes.shape[-1])
+    log_likelihood = (spikes * np.log(np.maximum(rates, 1e-9)) - rates).sum(0)
+    mean = spikes.mean(0)
+    null = (spikes * np.log(np.maximum(mean, 1e-9)) - mean).sum(0)
+    n_spikes = spikes.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_spikes > 0, (log_likelihood - null) / (n_spikes * np.log(2)), np.nan)

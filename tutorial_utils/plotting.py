@@ -329,3 +329,44 @@ def plot_few_shot(pretrained, scratch, title: str = "few-shot: the held-out sess
     frozen) vs trained from scratch on the same trials (both scaling.Curve, mean +- SEM over seeds)."""
     return _curve_panels({"pretrained core + new read-in/out": pretrained, "from scratch": scratch},
                          "trials of the new session used for training", title, log_x=True)
+# ---------------------------------------------------------------- Notebook 4A: multi-task masking
+
+def plot_mtm_table(table, title: str = "every model on every metric", reference: str | None = "temporal"):
+    """Heat map of a models x metrics table (a pandas DataFrame of bits/spike, mtm.Table1Result.table).
+
+    Colours are the difference to the ``reference`` row (red: better than it, blue: worse), so
+    "each scheme best on its own metric" shows as a red diagonal; the numbers are the scores themselves.
+    """
+    values = table.to_numpy(dtype=float)
+    shown = values - values[list(table.index).index(reference)] if reference in table.index else values
+    limit = float(np.nanmax(np.abs(shown))) or 1.0
+    fig, ax = plt.subplots(figsize=(1.5 * values.shape[1] + 3.5, 0.45 * values.shape[0] + 1.8), constrained_layout=True)
+    image = ax.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(values.shape[1]), table.columns, rotation=20, ha="right")
+    ax.set_yticks(range(values.shape[0]), table.index)
+    ax.set(title=title, xlabel="metric (bits/spike; velocity: R²)", ylabel="trained with")
+    fig.colorbar(image, ax=ax, label=f"difference to {reference}" if reference in table.index else "score")
+    return fig
+
+
+def plot_inter_region_truth(scores_by_area: dict, predictable: dict, title: str = "inter-region prediction per area"):
+    """Bars of each area's inter-region bits/spike per model, areas that the ground truth says are
+    predictable from the others in colour, the others grey (hatched).
+
+    ``scores_by_area``: {model name: {area: bits/spike}}; ``predictable``: {area: bool}.
+    """
+    areas = list(predictable)
+    fig, ax = plt.subplots(figsize=(1.3 * len(areas) + 3, 3.4), constrained_layout=True)
+    width = 0.8 / max(1, len(scores_by_area))
+    for k, (model, by_area) in enumerate(scores_by_area.items()):
+        for i, area in enumerate(areas):
+            ax.bar(i + (k - (len(scores_by_area) - 1) / 2) * width, by_area.get(area, np.nan), width,
+                   color=plt.cm.tab10(k) if predictable[area] else "0.7", hatch=None if predictable[area] else "//",
+                   edgecolor="0.3", label=model if i == 0 else None)
+    ax.axhline(0, color="k", linewidth=0.8)
+    ax.set_xticks(range(len(areas)), [f"{a}\n({'linked' if predictable[a] else 'alone'})" for a in areas])
+    ax.set(title=title, xlabel="area predicted from all the others", ylabel="bits/spike")
+    ax.legend(fontsize=8)
+    return fig

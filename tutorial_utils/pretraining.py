@@ -179,7 +179,12 @@ class Windows:
         inputs = windows.spikes.masked_fill(windows.heldout[:, None, :], 0.0)  # a session's held-in units come first
         inputs = torch.nn.functional.pad(inputs, (0, max(self.n_inputs) - inputs.shape[2]))  # (crops if negative)
         targets = torch.nn.functional.pad(windows.spikes, (0, max(self.n_outputs) - windows.spikes.shape[2]))
-        return Batch(inputs, targets=targets, session=windows.session)
+        # Which target columns are real units, and which of them the model sees: the objective scores
+        # held-out units on every bin, held-in ones on masked bins and padding never.
+        columns = torch.arange(targets.shape[2])[None, :]
+        exists = columns < torch.tensor(self.n_outputs)[windows.session][:, None]
+        is_input = columns < torch.tensor(self.n_inputs)[windows.session][:, None]
+        return Batch(inputs, targets=targets, session=windows.session, unit_exists=exists, unit_is_input=is_input)
 
 
 def training_files(args: argparse.Namespace) -> list[Path]:

@@ -81,6 +81,18 @@ class Profile:
     scaling_adapt_lr: float  # its peak learning rate (fresh layers on a frozen core learn fast)
     scaling_shots: tuple[int | None, ...]  # few-shot: held-out trials used for adaptation (None: all)
     scaling_eval_trials: int  # held-out session trials only ever scored
+    # Notebook 4A: multi-task masking (mtm.py, bench nb4-mtm): seven models per dataset
+    mtm_trials: int  # multi-region stand-in: trials (70% train, 15% val, 15% test)
+    mtm_bins: int  # ...time bins per trial
+    mtm_bin_ms: int  # ...of this width (20 ms: enough spikes per bin for the oscillations to show)
+    mtm_units_per_region: int  # ...units in each of its 5 regions
+    mtm_maze_bin_ms: int  # mc_maze bin width for this notebook (coarser = shorter sequences)
+    mtm_epochs: int
+    mtm_batch_size: int
+    mtm_patience: int
+    mtm_d_model: int
+    mtm_dropout: float
+    mtm_lr: float
 
 
 PROFILES = {
@@ -98,6 +110,9 @@ PROFILES = {
         scaling_seeds=2, scaling_epochs=50, scaling_max_steps=1500, scaling_scratch_steps=800, scaling_adapt_steps=300,
         scaling_adapt_lr=1e-2,
         scaling_shots=(10, None), scaling_eval_trials=25,
+        # Notebook 4A
+        mtm_trials=300, mtm_bins=50, mtm_bin_ms=20, mtm_units_per_region=20, mtm_maze_bin_ms=20, mtm_epochs=60,
+        mtm_batch_size=16, mtm_patience=60, mtm_d_model=32, mtm_dropout=0.1, mtm_lr=3e-3,
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=50, batch_size=64, ndt1_dropout=0.1,
@@ -113,6 +128,9 @@ PROFILES = {
         scaling_bin_ms=20, scaling_seeds=3, scaling_epochs=200,
         scaling_max_steps=6000, scaling_scratch_steps=3000, scaling_adapt_steps=1000, scaling_adapt_lr=1e-2, scaling_shots=(5, 10, 25, None),
         scaling_eval_trials=40,
+        # Notebook 4A
+        mtm_trials=600, mtm_bins=50, mtm_bin_ms=20, mtm_units_per_region=30, mtm_maze_bin_ms=20, mtm_epochs=100,
+        mtm_batch_size=16, mtm_patience=100, mtm_d_model=32, mtm_dropout=0.1, mtm_lr=3e-3,
     ),
 }
 

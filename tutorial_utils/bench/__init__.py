@@ -7,6 +7,7 @@
     python -m tutorial_utils.bench real --profile quick   # the real-data yardstick (co-bps), stand-in vs real
     python -m tutorial_utils.bench ssm --profile quick    # selective scans and attention vs SSM, time vs length
     python -m tutorial_utils.bench nb4-neurofmx --profile quick  # Notebook 4B's NeuroFMX ablation table
+    python -m tutorial_utils.bench nb4-mtm --profile quick  # Notebook 4A: the MtM Table 1 on two datasets
     python -m tutorial_utils.bench nb4-data               # Notebook 4's data generators: times, ground truth
     python -m tutorial_utils.bench scaling --profile quick  # Notebook 4C: scaling and few-shot curves, with times
     python -m tutorial_utils.bench pretrain               # scripts/pretrain.py throughput, 1 vs 2 processes
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "real": "data:bench_real",
     "ssm": "ssm:bench_ssm",
     "nb4-neurofmx": "nb4_neurofmx:bench_nb4_neurofmx",
+    "nb4-mtm": "nb4_mtm:bench_nb4_mtm",
     "nb4-data": "nb4_data:bench_nb4_data",
     "scaling": "scaling:bench_scaling",
     "pretrain": "pretrain:bench_pretrain",

@@ -5,7 +5,7 @@
 
 ``core`` holds what all checks share (:func:`run_check`, :class:`ExerciseError`).
 """
-from . import nb1, nb2, nb3
+from . import nb1, nb2, nb3, nb4a
 from .core import ExerciseError, run_check
 
-__all__ = ["ExerciseError", "nb1", "nb2", "nb3", "run_check"]
+__all__ = ["ExerciseError", "nb1", "nb2", "nb3", "nb4a", "run_check"]

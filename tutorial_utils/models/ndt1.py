@@ -55,18 +55,38 @@ class TransformerCore(nn.Module):
         self.layers = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, tokens: torch.Tensor, causal: bool | torch.Tensor = False) -> torch.Tensor:
-        """``causal``: True applies :func:`causal_attention_mask`; a (T, T) bool tensor is used as the
-        attention mask itself (True = may not attend), e.g. one built in a notebook exercise."""
+    def forward(self, tokens: torch.Tensor, causal: bool | torch.Tensor = False,
+                prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D). ``causal``: True applies :func:`causal_attention_mask`; a (T, T) bool
+        tensor is used as the attention mask itself (True = may not attend), e.g. one built in a
+        notebook exercise. ``prefix``: optional (B, P, D) tokens (e.g. MtM's prompt token) put before the
+        sequence *after* the positional encoding (they have no time bin) and dropped from the output;
+        under a causal mask every bin still sees them."""
         n_bins = tokens.shape[1]
         if n_bins > self.positional_encoding.shape[0]:
             raise ValueError(f"sequence of {n_bins} bins is longer than the {self.positional_encoding.shape[0]} "
                              "the model was built for (n_bins)")
-        x = self.dropout(tokens + self.positional_encoding[:n_bins])
+        x = tokens + self.positional_encoding[:n_bins]
+        n_prefix = 0 if prefix is None else prefix.shape[1]
+        if prefix is not None:
+            x = torch.cat([prefix.to(x.dtype), x], dim=1)
+        x = self.dropout(x)
         if torch.is_tensor(causal):
-            return self.norm(self.layers(x, mask=causal.to(tokens.device)))
-        mask = causal_attention_mask(n_bins, tokens.device) if causal else None
-        return self.norm(self.layers(x, mask=mask, is_causal=causal))
+            mask = nn.functional.pad(causal.to(tokens.device), (n_prefix, 0, n_prefix, 0))  # prefix: seen by all
+            return self.norm(self.layers(x, mask=mask))[:, n_prefix:]
+        mask = causal_attention_mask(n_prefix + n_bins, tokens.device) if causal else None
+        return self.norm(self.layers(x, mask=mask, is_causal=causal))[:, n_prefix:]
+
+
+def run_with_prompt(core: TransformerCore, tokens: torch.Tensor, prompt_tokens: torch.Tensor,
+                    causal: bool = False) -> torch.Tensor:
+    """The core with one prompt token per trial in front: (B, T, D), (B, 1, D) -> (B, T, D) for the bins.
+
+    The prompt has no time bin, so it gets no positional encoding; every bin may attend to it
+    (also under a causal mask: it comes first); it is dropped from the output, so the read-out
+    never sees it. Same as ``core(tokens, causal, prefix=prompt_tokens)``.
+    """
+    return core(tokens, causal, prefix=prompt_tokens)
 
 
 @dataclass

@@ -35,6 +35,7 @@ class NDT1StitchConfig:
     n_heads: int = 4
     dropout: float = 0.1
     session_names: list[str] | None = None
+    n_prompts: int = 0  # MtM: learned prompt tokens, one per masking scheme (0: none; older checkpoints)
 
 
 class NDT1Stitch(nn.Module):
@@ -46,17 +47,22 @@ class NDT1Stitch(nn.Module):
             first ``n_inputs[s]`` outputs are the held-in units, the rest the held-out ones.
         n_bins: longest sequence; d_model, n_layers, n_heads, dropout: the shared core.
     Sessions are numbered in the order given; ``session_names[i]`` is session i.
+    ``n_prompts`` > 0 adds that many learned prompt tokens (Notebook 4's multi-task masking: one per
+    masking scheme, masking.SCHEME_NAMES). Given ``prompt`` (B,) ids, the chosen token is put before
+    each trial's bins, attended to by every bin, and dropped before the read-out.
     """
 
     config_class = NDT1StitchConfig
 
     def __init__(self, n_inputs: list[int], n_bins: int, n_outputs: list[int] | None = None,
                  d_model: int = 64, n_layers: int = 2, n_heads: int = 4, dropout: float = 0.1,
-                 session_names: list[str] | None = None):
+                 session_names: list[str] | None = None, n_prompts: int = 0):
         super().__init__()
+        if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < 0:
+            raise ValueError(f"n_prompts must be a whole number >= 0, got {n_prompts!r}")
         self.config = NDT1StitchConfig(list(n_inputs), n_bins, list(n_outputs) if n_outputs is not None else None,
                                        d_model, n_layers, n_heads, dropout,
-                                       list(session_names) if session_names else None)
+                                       list(session_names) if session_names else None, n_prompts)
         n_outputs = list(n_outputs) if n_outputs is not None else list(n_inputs)
         if len(n_outputs) != len(n_inputs):
             raise ValueError(f"n_inputs has {len(n_inputs)} sessions but n_outputs has {len(n_outputs)}")
@@ -67,24 +73,46 @@ class NDT1Stitch(nn.Module):
         self.core = TransformerCore(d_model, n_bins, n_layers, n_heads, dropout)
         self.read_out = nn.ModuleList(nn.Linear(d_model, n, bias=True) for n in n_outputs)
         nn.init.normal_(self.session_embedding.weight, std=0.02)
+        if n_prompts:
+            self.prompt_embedding = nn.Embedding(n_prompts, d_model)
+            nn.init.normal_(self.prompt_embedding.weight, std=0.02)
 
     @classmethod
     def from_config(cls, config: NDT1StitchConfig) -> "NDT1Stitch":
         return cls(**asdict(config))
 
-    def latents(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        """(B, T, max N_in) padded counts, (B,) session ids -> (B, T, D) shared latents."""
+    def latents(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False,
+                prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, max N_in) padded counts, (B,) session ids [, (B,) prompt ids] -> (B, T, D) shared latents."""
         spikes = nn.functional.pad(spikes, (0, max(self.n_inputs) - spikes.shape[2]))  # a batch of narrow sessions
         # Every read-in sees the whole batch and a 0/1 weight keeps each trial's own session: no
         # data-dependent indexing, so no GPU sync, and it runs on `meta` tensors too.
         tokens = sum(self.read_in[s](spikes[:, :, :n]) * (session == s)[:, None, None]
                      for s, n in enumerate(self.n_inputs))
         tokens = tokens + self.session_embedding(session)[:, None, :]
-        return self.core(tokens, causal=causal)
+        return self.core(tokens, causal=causal, prefix=self.prompt_tokens(prompt, tokens))
 
-    def forward(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        """(B, T, max N_in), (B,) -> (B, T, max N_out) log-rates; padded units get log-rate 0."""
-        return self.log_rates_from_latents(self.latents(spikes, session, causal), session)
+    def prompt_tokens(self, prompt: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor | None:
+        """(B,) prompt ids (or one id for all) -> (B, 1, D) prompt tokens (None for no prompt)."""
+        if prompt is None:
+            return None
+        if not self.config.n_prompts:
+            raise ValueError("this model has no prompt tokens (built with n_prompts=0): call it without prompt=, "
+                             "or train one with fit_ndt1_stitch(..., prompts=True)")
+        prompt = torch.as_tensor(prompt, device=tokens.device)
+        if prompt.dim() == 0:  # one id for every trial
+            prompt = prompt.expand(tokens.shape[0])
+        if prompt.dtype not in (torch.int32, torch.int64) or tuple(prompt.shape) != (tokens.shape[0],):
+            raise ValueError(f"prompt must be one integer id or (trials,) = ({tokens.shape[0]},) integer ids, got "
+                             f"{tuple(prompt.shape)} {prompt.dtype}")
+        if prompt.device.type == "cpu" and bool(((prompt < 0) | (prompt >= self.config.n_prompts)).any()):
+            raise ValueError(f"prompt ids must be 0..{self.config.n_prompts - 1}, got {prompt.tolist()}")  # (on GPUs: no sync)
+        return self.prompt_embedding(prompt)[:, None, :]
+
+    def forward(self, spikes: torch.Tensor, session: torch.Tensor, causal: bool = False,
+                prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, max N_in), (B,) [, (B,) prompt] -> (B, T, max N_out) log-rates; padded units get log-rate 0."""
+        return self.log_rates_from_latents(self.latents(spikes, session, causal, prompt), session)
 
     def log_rates_from_latents(self, latents: torch.Tensor, session: torch.Tensor) -> torch.Tensor:
         """(B, T, D) latents, (B,) -> (B, T, max N_out) log-rates through each session's read-out."""
@@ -174,7 +202,7 @@ def add_session(model: NDT1Stitch, n_inputs: int, n_outputs: int | None = None, 
     names = list(model.session_names) + [name or f"session {len(model.n_inputs)}"]
     device = model.session_embedding.weight.device  # the copy lives where the model lives (GPU, CPU, meta)
     bigger = NDT1Stitch(config.n_inputs + [n_inputs], config.n_bins, outputs, config.d_model, config.n_layers,
-                        config.n_heads, config.dropout, names).to(device)
+                        config.n_heads, config.dropout, names, config.n_prompts).to(device)
     state = model.state_dict()
     with torch.no_grad():
         state["session_embedding.weight"] = torch.cat([state["session_embedding.weight"],
