@@ -12,7 +12,8 @@ import torch
 
 from tutorial_utils.models.neurofmx import (HEADS, BehaviourHead, ContrastiveHead, EncoderHead, ForecastHead,
                                             MultimodalBatch, MultiTaskLoss, NeuroFMX, NeuroFMXConfig,
-                                            NeuroFMXObjective, PopulationAggregator, SpikeTokenizer, add_session,
+                                            NeuroFMXObjective, PerceiverDecoder, PerceiverEncoder, PopulationAggregator,
+                                            SpikeTokenizer, add_session,
                                             behaviour_positives, cross_attention, freeze_all_but_session, info_nce,
                                             set_baseline_rates)
 from tutorial_utils.models.neurofmx.attention import fast_cross_attention
@@ -66,6 +67,18 @@ def test_cross_attention_ignores_padded_keys_and_matches_the_fused_kernel():
     assert torch.allclose(got, cross_attention(q, k, changed, mask))
     assert torch.allclose(got, cross_attention(q, k[..., :3, :], v[..., :3, :]), atol=1e-6)  # as if never there
     assert torch.allclose(got, fast_cross_attention(q, k, v, mask), atol=1e-6)
+
+
+def test_perceiver_reads_the_size_of_its_tokens():
+    """A unit token's size says how active the unit was (token = embedding * value encoding), so the
+    Perceiver must not normalise it away: doubling every token changes the latents and the units' reads."""
+    g = torch.Generator().manual_seed(0)
+    tokens, mask = torch.randn(2, 3, 5, 8, generator=g), torch.zeros(2, 5, dtype=torch.bool)
+    encoder, decoder = PerceiverEncoder(8, n_latents=4).eval(), PerceiverDecoder(8).eval()
+    latents = encoder(tokens, mask)
+    assert not torch.allclose(latents, encoder(2 * tokens, mask), atol=1e-3)
+    queries = torch.randn(2, 6, 8, generator=g)
+    assert not torch.allclose(decoder(queries, latents), decoder(queries, 2 * latents), atol=1e-3)
 
 
 def test_aggregator_is_permutation_invariant_over_units():
@@ -138,6 +151,33 @@ def test_heads_shapes_and_known_values():
     embedding = ContrastiveHead(8, 4)(population)
     assert embedding.shape == (2, 3, 4)
     assert torch.allclose(embedding.norm(dim=-1), torch.ones(2, 3), atol=1e-5)
+
+
+def test_per_unit_readout_equals_projecting_every_state_then_reading_it():
+    """The rate heads' shortcut (read-out vectors W_j^T e_n built once per unit) gives the numbers
+    of the plain computation e_n . (W_j s + b_j) for every unit state s."""
+    from tutorial_utils.models.neurofmx.heads import per_unit_readout
+
+    g = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(8, 3 * 8)
+    torch.nn.init.normal_(linear.bias, generator=g)
+    units, embeddings = torch.randn(2, 4, 5, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+    plain = (linear(units).unflatten(-1, (3, 8)) * embeddings[:, None, :, None]).sum(-1)  # (B, P, N, k)
+    assert torch.allclose(per_unit_readout(linear, units, embeddings, 3), plain, atol=1e-5)
+
+
+def test_notebook_weights_let_the_rate_heads_be_heard():
+    """Notebook 4B's default: fixed weights, the rate heads weighted far above the contrastive loss
+    (with uncertainty weighting the quick-profile full model reached co-bps 0.04, with these 0.10)."""
+    from types import SimpleNamespace
+
+    from tutorial_utils.models.neurofmx import experiments
+
+    session = SimpleNamespace(heldin_spikes=torch.zeros(2, 10, 6), all_spikes=lambda: torch.zeros(2, 10, 8))
+    config = experiments.default_config(session, SimpleNamespace(nfmx_d_model=8, nfmx_latents=2))
+    loss = MultiTaskLoss(config.heads, config.weighting, config.loss_weights)
+    assert config.weighting == "fixed"
+    assert loss.weight("encoder") > loss.weight("behaviour") > loss.weight("contrastive")
 
 
 def test_fixed_weighting_is_the_weighted_sum():

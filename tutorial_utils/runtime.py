@@ -103,8 +103,8 @@ PROFILES = {
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
         # Notebook 4B
-        nfmx_d_model=32, nfmx_latents=8, nfmx_epochs=12, nfmx_patience=10, nfmx_batch_size=4, nfmx_lr=1e-2,
-        nfmx_adapter_epochs=10, nfmx_adapter_lr=1e-2, nfmx_adapter_trials=40,
+        nfmx_d_model=32, nfmx_latents=8, nfmx_epochs=15, nfmx_patience=10, nfmx_batch_size=4, nfmx_lr=1e-2,
+        nfmx_adapter_epochs=10, nfmx_adapter_lr=3e-2, nfmx_adapter_trials=40,
         # Notebook 4C
         scaling_session_counts=(1, 2, 4), scaling_trials=60, scaling_units=(40, 80), scaling_bin_ms=20,
         scaling_seeds=2, scaling_epochs=50, scaling_max_steps=1500, scaling_scratch_steps=800, scaling_adapt_steps=300,

@@ -44,14 +44,18 @@ class CrossAttentionBlock(nn.Module):
 
     ``attention_fn`` is the attention itself (:func:`fast_cross_attention` by default, equal to the
     readable :func:`cross_attention`); the notebook swaps in the learner's version.
+    ``norm_tokens=False`` reads the tokens as they are, without a LayerNorm: where a token's *size*
+    is information (a unit token scales with the unit's activity), normalising it would erase it.
     """
 
-    def __init__(self, d_model: int, n_heads: int = 2, dropout: float = 0.0, ff_mult: int = 2):
+    def __init__(self, d_model: int, n_heads: int = 2, dropout: float = 0.0, ff_mult: int = 2,
+                 norm_tokens: bool = True):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
         self.n_heads = n_heads
-        self.norm_queries, self.norm_tokens, self.norm_mlp = (nn.LayerNorm(d_model) for _ in range(3))
+        self.norm_queries, self.norm_mlp = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.norm_tokens = nn.LayerNorm(d_model) if norm_tokens else nn.Identity()
         self.to_q, self.to_k, self.to_v = (nn.Linear(d_model, d_model) for _ in range(3))
         self.to_out = nn.Linear(d_model, d_model)
         self.mlp = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(), nn.Linear(ff_mult * d_model, d_model))

@@ -26,6 +26,19 @@ from .tokenizers import from_patches
 HEADS = ("encoder", "behaviour", "contrastive", "forecast")
 
 
+def per_unit_readout(linear: nn.Linear, units: torch.Tensor, unit_embeddings: torch.Tensor, k: int) -> torch.Tensor:
+    """out[b, p, n, j] = e_n . (W_j units[b, p, n] + b_j): k outputs per unit, each read through the unit's embedding.
+
+    Shapes: linear D -> k * D; units (B, P, N, D); unit_embeddings e (B, N, D) -> (B, P, N, k).
+    Computed as (W_j^T e_n) . units + b_j . e_n: the read-out vectors are built once per unit, not
+    once per unit *and* step (the same numbers, P times less work).
+    """
+    weight = linear.weight.unflatten(0, (k, -1))  # (k, D_out, D_in)
+    readout = torch.einsum("bnd,kdc->bnkc", unit_embeddings, weight)  # (B, N, k, D_in)
+    bias = unit_embeddings @ linear.bias.unflatten(0, (k, -1)).T  # (B, N, k)
+    return torch.einsum("bpnc,bnkc->bpnk", units, readout) + bias[:, None]
+
+
 class BehaviourHead(nn.Module):
     """Population summary (B, P, D) -> behaviour (B, T = P * patch_bins, d_behaviour), e.g. hand velocity."""
 
@@ -54,8 +67,7 @@ class EncoderHead(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, units: torch.Tensor, unit_embeddings: torch.Tensor) -> torch.Tensor:
-        projected = self.linear(units).unflatten(-1, (self.patch_bins, -1))  # (B, P, N, w, D)
-        return from_patches((projected * unit_embeddings[:, None, :, None]).sum(-1))
+        return from_patches(per_unit_readout(self.linear, units, unit_embeddings, self.patch_bins))
 
 
 class ContrastiveHead(nn.Module):
@@ -86,8 +98,7 @@ class ForecastHead(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, units: torch.Tensor, unit_embeddings: torch.Tensor) -> torch.Tensor:
-        projected = self.linear(units).unflatten(-1, (self.forecast_bins, -1))  # (B, P, N, k, D)
-        return (projected * unit_embeddings[:, None, :, None]).sum(-1)
+        return per_unit_readout(self.linear, units, unit_embeddings, self.forecast_bins)
 
 
 def info_nce(anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

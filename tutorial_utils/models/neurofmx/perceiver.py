@@ -30,7 +30,9 @@ class PerceiverEncoder(nn.Module):
         super().__init__()
         self.n_latents = n_latents
         self.latents = nn.Parameter(torch.randn(n_latents, d_model) * 0.02)
-        self.read = CrossAttentionBlock(d_model, n_heads, dropout)
+        # tokens un-normalised: a unit token is unit_embedding * value_encoding, so its size says how
+        # active the unit was; a LayerNorm per token would erase that (and trains several times slower)
+        self.read = CrossAttentionBlock(d_model, n_heads, dropout, norm_tokens=False)
 
     def forward(self, tokens: torch.Tensor, key_padding_mask: torch.Tensor) -> torch.Tensor:
         n_trials, n_steps = tokens.shape[:2]
@@ -86,7 +88,7 @@ class PerceiverDecoder(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int = 2, dropout: float = 0.0):
         super().__init__()
-        self.read = CrossAttentionBlock(d_model, n_heads, dropout)
+        self.read = CrossAttentionBlock(d_model, n_heads, dropout, norm_tokens=False)  # latents as they are, like the encoder's tokens
 
     def forward(self, queries: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         queries = queries[:, None].expand(-1, latents.shape[1], -1, -1)  # the same unit queries in every step

@@ -5,7 +5,7 @@ session recorded (hence Notebook 2's per-session read-ins). Here a token is one 
 one patch of ``patch_bins`` bins, tagged with who the unit is (a learned **unit embedding**) and
 how it was recorded (a learned **modality embedding**: spikes or calcium fluorescence):
 
-    token[b, p, n] = unit_embedding[n] * (1 + value_encoder(x[b, bins of patch p, n])) + modality_embedding
+    token[b, p, n] = unit_embedding[n] * value_encoder(x[b, bins of patch p, n]) + modality_embedding
 
 The product matters: the unit embedding says who the unit is *and* how its activity is read, so
 even a plain average of a bin's tokens is a learned linear read-in of the whole population (as
