@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ... import metrics
-from ...runtime import autocast, autocast_dtype, get_device
+from ...runtime import autocast, autocast_dtype
 from ...training import History, train
 from .adapters import freeze_all_but_session, set_baseline_rates
 from .model import NeuroFMX, NeuroFMXConfig
@@ -104,15 +104,6 @@ def default_config(session, profile, **change) -> NeuroFMXConfig:
     return NeuroFMXConfig(**{**base, **change})
 
 
-def ssm_available() -> bool:
-    """Is the package's Mamba backbone (models/mamba.py) there?"""
-    try:
-        from ..mamba import MambaBackbone  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def make_backbone(kind: str, d_model: int, n_steps: int, n_layers: int = 1, dropout: float = 0.1) -> torch.nn.Module:
     """The backbone to inject: "transformer" (NDT1's TransformerCore) or "ssm" (a bidirectional MambaBackbone).
 
@@ -122,9 +113,6 @@ def make_backbone(kind: str, d_model: int, n_steps: int, n_layers: int = 1, drop
         from ..ndt1 import TransformerCore
         return TransformerCore(d_model, n_steps, n_layers, n_heads=2, dropout=dropout)
     if kind == "ssm":
-        if not ssm_available():
-            raise ValueError("the SSM backbone (tutorial_utils/models/mamba.py) is not in this version of the "
-                             "package; use backbone='transformer'")
         from ..mamba import MambaBackbone, MambaConfig
         # bidirectional: like the transformer, every patch may use the whole (masked) trial
         return MambaBackbone(MambaConfig(d_model=d_model, n_layers=n_layers, dropout=dropout, bidirectional=True))
@@ -225,7 +213,7 @@ def run_ablations(train_batch, val_batch, test_batch, n_heldin: int, config: Neu
     """
     import pandas as pd
 
-    backbone = backbone or ("ssm" if ssm_available() else "transformer")
+    backbone = backbone or "ssm"
     names = variants or [v for v in VARIANTS if not (v == "transformer instead of SSM" and backbone == "transformer")]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
