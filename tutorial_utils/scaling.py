@@ -183,7 +183,10 @@ def adapt(pretrained: FittedStitch, spikes, split: FewShotSplit, n_heldout: int,
     adapted.refit_read_in(index, spikes[split.fit], spikes[split.stop],
                           epochs=math.ceil(profile.scaling_adapt_steps / steps_per_epoch),
                           batch_size=profile.stitch_batch_size, seed=seed, progress=progress, read_out=True,
-                          patience=None, lr=profile.scaling_adapt_lr)
+                          patience=None, lr=profile.scaling_adapt_lr, input_dropout=profile.stitch_input_dropout)
+    # The held-out units' read-out, learned by gradient descent with the read-in from a few trials,
+    # fits their noise; penalised Poisson regressions on the frozen latents do far better.
+    adapted.fit_read_out(index, spikes[split.fit], spikes[split.stop], units=np.arange(n_units - n_heldout, n_units))
     return adapted, index
 
 
