@@ -226,7 +226,8 @@ def test_refit_read_in_hides_input_units_at_the_rate_asked(monkeypatch):
     sessions = tiny_sessions(2)
     core = scaling.pretrain(sessions[:1], profile=TINY)
     objectives = []
-    monkeypatch.setattr(scaling_api, "train", lambda model, train, val, objective, **kwargs: objectives.append(objective))
+    monkeypatch.setattr(scaling_api, "train",
+                        lambda model, train, val, objective, **kwargs: objectives.append(objective))
     held = sessions[1].spikes
     adapted = core.add_session(held.shape[2] - 2, held.shape[2])
     adapted.refit_read_in(1, held[:8], held[8:10], epochs=1, read_out=True, progress=False)
@@ -260,7 +261,8 @@ def test_fit_read_out_recovers_a_poisson_glm_of_the_latents_and_touches_only_its
     before = {k: v.clone() for k, v in fitted.model.state_dict().items()}
     alpha = fitted.fit_read_out(0, spikes[:200], spikes[200:], units=[6, 7, 8], alphas=(1e-4, 1e-3, 10.0))
     assert alpha in (1e-4, 1e-3)  # a huge penalty predicts the validation trials worse
-    layer = fitted.model.read_out[0]  # the latents' layer norm makes weights unique only up to a shift: compare log-rates
+    # The latents' layer norm makes the weights unique only up to a shift: compare log-rates.
+    layer = fitted.model.read_out[0]
     fitted_log_rates = latents @ layer.weight[6:].detach().numpy().T + layer.bias[6:].detach().numpy()
     true_log_rates = latents @ true_w.T + true_b
     assert np.abs(fitted_log_rates - true_log_rates).mean() < 0.1

@@ -263,9 +263,10 @@ class FittedStitch:
         try:
             batch = lambda x: _stitch_batch([x], [session], self.model.n_inputs, self.model.n_outputs)
             with global_random_state_kept():
-                return train(self.model, batch(train_spikes), batch(val_spikes), StitchedMaskedAutoencoding(0.2, input_dropout=input_dropout),
-                             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-                             patience=patience, desc="re-fit read-in")
+                objective = StitchedMaskedAutoencoding(0.2, input_dropout=input_dropout)
+                return train(self.model, batch(train_spikes), batch(val_spikes), objective, epochs=epochs,
+                             batch_size=batch_size, lr=lr, seed=seed, progress=progress, patience=patience,
+                             desc="re-fit read-in")
         finally:
             for parameter in self.model.parameters():
                 parameter.requires_grad_(True)
@@ -276,21 +277,21 @@ class FittedStitch:
         regressions (GLMs) on the frozen model's latents, with an L2 penalty ``alpha`` chosen on
         ``val_spikes``; returns the alpha used. Spikes as in :meth:`refit_read_in`.
 
-        A read-out row is a log-linear (Poisson GLM) map from the D latents to one unit; learned by
+        A read-out row is a log-linear map from the D latents to one unit's rate; learned by
         gradient descent from a few trials together with the read-in, it fits their noise. Fitted
-        as a penalised regression on the frozen latents, it fits much less of it: the few-shot
-        adaptation of Notebook 4C. Each bin's latents are inferred while that bin is hidden, as
-        :meth:`predict_rates` does.
-        Each alpha is fitted on ``train_spikes`` and scored (Poisson log-likelihood) on
-        ``val_spikes``; the best is refitted on both. Latents are standardised first, so one alpha
-        grid suits any model.
+        as a penalised regression on the frozen latents it fits much less of it (Notebook 4C's
+        few-shot adaptation: ``refit_read_in`` first, then this for the held-out units). Each bin's
+        latents are inferred while that bin is hidden, as :meth:`predict_rates` does. Each alpha
+        is fitted on ``train_spikes`` and scored (Poisson log-likelihood) on ``val_spikes``; the
+        best is refitted on both. Latents are standardised first, so one alpha grid suits any model.
         """
         from sklearn.linear_model import PoissonRegressor
 
         session = self._session_index(session)
         n_in, n_out = self.model.n_inputs[session], self.model.n_outputs[session]
         units = np.arange(n_out) if units is None else np.asarray(units)
-        if units.ndim != 1 or len(units) == 0 or units.dtype.kind not in "iu" or units.min() < 0 or units.max() >= n_out:
+        if (units.ndim != 1 or len(units) == 0 or units.dtype.kind not in "iu" or units.min() < 0
+                or units.max() >= n_out):
             raise ValueError(f"units: expected a non-empty list of unit indices between 0 and {n_out - 1} "
                              f"(session {session}'s outputs), got {units!r}")
         if len(alphas) == 0 or min(alphas) <= 0:
@@ -309,7 +310,8 @@ class FittedStitch:
         y_val = val_spikes[:, :, units].reshape(-1, len(units))
 
         def glms(z, y, alpha):
-            return [PoissonRegressor(alpha=alpha, max_iter=300).fit((z - mean) / scale, y[:, u]) for u in range(len(units))]
+            return [PoissonRegressor(alpha=alpha, max_iter=300).fit((z - mean) / scale, y[:, u])
+                    for u in range(len(units))]
 
         def val_log_likelihood(fits):  # Poisson log-likelihood of val_spikes, up to a constant
             log_rates = np.stack([f.intercept_ + ((z_val - mean) / scale) @ f.coef_ for f in fits], axis=1)
