@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_utils import scaling
+from tutorial_utils import api as scaling_api, scaling
 from tutorial_utils.runtime import get_profile
 
 TINY = get_profile("quick", scaling_epochs=2, scaling_max_steps=20, scaling_scratch_steps=4, scaling_adapt_steps=4, scaling_seeds=1,
@@ -62,11 +62,23 @@ def test_adaptation_keeps_the_core_frozen_and_sees_only_the_adaptation_trials(mo
         return original(self, session, train_spikes, val_spikes, **kwargs)
 
     monkeypatch.setattr(scaling.FittedStitch, "refit_read_in", spy)
+    read_out_calls = []
+    original_read_out = scaling.FittedStitch.fit_read_out
+
+    def read_out_spy(self, session, train_spikes, val_spikes, **kwargs):
+        read_out_calls.append((np.asarray(train_spikes)[:, 0, 0].tolist() + np.asarray(val_spikes)[:, 0, 0].tolist(),
+                               kwargs))
+        return original_read_out(self, session, train_spikes, val_spikes, **kwargs)
+
+    monkeypatch.setattr(scaling.FittedStitch, "fit_read_out", read_out_spy)
     held = sessions[1].spikes.copy()
     held[:, 0, 0] = np.arange(len(held))  # the trial's own index, to see which trials were used
     split = scaling.few_shot_split(len(held), 5, n_eval=6, seed=0)
     adapted, index = scaling.adapt(core, held, split, n_heldout=2, profile=TINY)
     assert sorted(seen) == sorted(split.adapt.tolist())  # exactly the k trials, none scored later
+    (read_out_trials, read_out_kwargs), = read_out_calls  # the held-out units' GLMs: the same trials
+    assert sorted(read_out_trials) == sorted(split.adapt.tolist())
+    assert read_out_kwargs["units"].tolist() == list(range(held.shape[2] - 2, held.shape[2]))
     after = adapted.model.state_dict()
     for name, value in before.items():  # core, old read-ins / read-outs: unchanged (the new session's are extra)
         if not name.startswith("session_embedding"):
@@ -208,3 +220,67 @@ def test_a_non_temporal_masking_gets_the_sessions_unit_areas(monkeypatch):
     areas = calls[1]["unit_areas"]
     assert [a.tolist() for a in areas] == [[1, 0] * (s.spikes.shape[2] // 2) + [0] * (s.spikes.shape[2] % 2)
                                            for s in sessions]  # M1 = 0, PMd = 1 (sorted names)
+
+
+def test_refit_read_in_hides_input_units_at_the_rate_asked(monkeypatch):
+    sessions = tiny_sessions(2)
+    core = scaling.pretrain(sessions[:1], profile=TINY)
+    objectives = []
+    monkeypatch.setattr(scaling_api, "train",
+                        lambda model, train, val, objective, **kwargs: objectives.append(objective))
+    held = sessions[1].spikes
+    adapted = core.add_session(held.shape[2] - 2, held.shape[2])
+    adapted.refit_read_in(1, held[:8], held[8:10], epochs=1, read_out=True, progress=False)
+    adapted.refit_read_in(1, held[:8], held[8:10], epochs=1, read_out=True, progress=False, input_dropout=0.3)
+    assert [o.input_dropout for o in objectives] == [0.0, 0.3]  # the default is unchanged
+    scaling.adapt(core, held, scaling.few_shot_split(len(held), 5, n_eval=6), n_heldout=2,
+                  profile=replace(TINY, stitch_input_dropout=0.4))
+    assert objectives[-1].input_dropout == 0.4  # adaptation uses the pretraining recipe's input dropout
+
+
+def _model_with_known_read_out(n_trials: int, seed: int = 0):
+    """A tiny frozen NDT1-stitch and spikes whose last 3 units are Poisson GLMs of its own latents
+    (weights ``true_w`` (3, D), ``true_b`` (3,)), and those latents (trials, T, D)."""
+    from tutorial_utils.api import FittedStitch
+    from tutorial_utils.models import NDT1Stitch
+    from tutorial_utils.training import History, predict_hidden_bins
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = NDT1Stitch([6], 10, n_outputs=[9], d_model=8, dropout=0.0)
+    inputs = rng.poisson(2.0, (n_trials, 10, 6)).astype(np.float32)
+    latents = predict_hidden_bins(model, torch.as_tensor(inputs), torch.zeros(n_trials, dtype=torch.long),
+                                  method="latents").numpy()
+    true_w, true_b = rng.normal(0, 0.4, (3, 8)), np.array([0.5, 0.0, -0.5])
+    heldout = rng.poisson(np.exp(latents @ true_w.T + true_b)).astype(np.float32)
+    return FittedStitch(model, History()), np.concatenate([inputs, heldout], axis=2), true_w, true_b, latents
+
+
+def test_fit_read_out_recovers_a_poisson_glm_of_the_latents_and_touches_only_its_units():
+    fitted, spikes, true_w, true_b, latents = _model_with_known_read_out(n_trials=300)
+    before = {k: v.clone() for k, v in fitted.model.state_dict().items()}
+    alpha = fitted.fit_read_out(0, spikes[:200], spikes[200:], units=[6, 7, 8], alphas=(1e-4, 1e-3, 10.0))
+    assert alpha in (1e-4, 1e-3)  # a huge penalty predicts the validation trials worse
+    # The latents' layer norm makes the weights unique only up to a shift: compare log-rates.
+    layer = fitted.model.read_out[0]
+    fitted_log_rates = latents @ layer.weight[6:].detach().numpy().T + layer.bias[6:].detach().numpy()
+    true_log_rates = latents @ true_w.T + true_b
+    assert np.abs(fitted_log_rates - true_log_rates).mean() < 0.1
+    assert np.corrcoef(fitted_log_rates.ravel(), true_log_rates.ravel())[0, 1] > 0.97
+    after = fitted.model.state_dict()
+    torch.testing.assert_close(after["read_out.0.weight"][:6], before["read_out.0.weight"][:6], rtol=0, atol=0)
+    for name, value in before.items():  # nothing but the read-out moved
+        if name not in ("read_out.0.weight", "read_out.0.bias"):
+            torch.testing.assert_close(after[name], value, rtol=0, atol=0)
+    rates = fitted.predict_rates(spikes[:20], 0)[..., 6:]  # and the model predicts with the new rows
+    true_rates = np.exp(latents[:20] @ true_w.T + true_b)
+    assert np.corrcoef(np.log(rates).ravel(), np.log(true_rates).ravel())[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("kwargs, match", [({"units": [9]}, "units"), ({"units": []}, "units"),
+                                           ({"units": [1.5]}, "units"), ({"alphas": ()}, "alphas"),
+                                           ({"alphas": (0.0, 1.0)}, "alphas")])
+def test_fit_read_out_rejects_bad_units_and_penalties(kwargs, match):
+    fitted, spikes, *_ = _model_with_known_read_out(n_trials=12)
+    with pytest.raises(ValueError, match=match):
+        fitted.fit_read_out(0, spikes[:8], spikes[8:], **kwargs)

@@ -236,12 +236,14 @@ class FittedStitch:
 
     def refit_read_in(self, session: int, train_spikes, val_spikes, *, epochs: int, batch_size: int = 8,
                       seed: int = 0, progress: bool = True, read_out: bool = False,
-                      patience: int | None = 20, lr: float = 3e-3) -> History:
+                      patience: int | None = 20, lr: float = 3e-3, input_dropout: float = 0.0) -> History:
         """Re-learn only session ``session``'s read-in and the session embedding (core and read-outs
         frozen), on that session's trials (all its units, held-in first). Returns the history.
         ``patience``: epochs without a better validation loss before stopping (None: all ``epochs``;
         with a handful of trials an epoch is one step, so early stopping would end it too soon);
-        ``lr``: the peak learning rate (cosine decay over the epochs).
+        ``lr``: the peak learning rate (cosine decay over the epochs); ``input_dropout``: the fraction
+        of input units hidden for a whole trial at each step (the pretraining recipe's
+        stitch_input_dropout keeps a read-in learned from a few trials from leaning on a few units).
 
         This is how a pretrained stitched model adapts to a new recording of the same kind. For a
         session it never saw (see :meth:`add_session`), pass ``read_out=True``: the masked-
@@ -259,12 +261,70 @@ class FittedStitch:
         try:
             batch = lambda x: _stitch_batch([x], [session], self.model.n_inputs, self.model.n_outputs)
             with global_random_state_kept():
-                return train(self.model, batch(train_spikes), batch(val_spikes), StitchedMaskedAutoencoding(0.2),
-                             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-                             patience=patience, desc="re-fit read-in")
+                objective = StitchedMaskedAutoencoding(0.2, input_dropout=input_dropout)
+                return train(self.model, batch(train_spikes), batch(val_spikes), objective, epochs=epochs,
+                             batch_size=batch_size, lr=lr, seed=seed, progress=progress, patience=patience,
+                             desc="re-fit read-in")
         finally:
             for parameter in self.model.parameters():
                 parameter.requires_grad_(True)
+
+    def fit_read_out(self, session: int, train_spikes, val_spikes, *, units=None,
+                     alphas=(0.1, 0.3, 1.0, 3.0)) -> float:
+        """Set session ``session``'s read-out rows of ``units`` (default: all its units) to Poisson
+        regressions (GLMs) on the frozen model's latents, with an L2 penalty ``alpha`` chosen on
+        ``val_spikes``; returns the alpha used. Spikes as in :meth:`refit_read_in`.
+
+        A read-out row is a log-linear map from the D latents to one unit's rate; learned by
+        gradient descent from a few trials together with the read-in, it fits their noise. Fitted
+        as a penalised regression on the frozen latents it fits much less of it (Notebook 4C's
+        few-shot adaptation: ``refit_read_in`` first, then this for the held-out units). Each bin's
+        latents are inferred while that bin is hidden, as :meth:`predict_rates` does. Each alpha
+        is fitted on ``train_spikes`` and scored (Poisson log-likelihood) on ``val_spikes``; the
+        best is refitted on both. Latents are standardised first, so one alpha grid suits any model.
+        """
+        from sklearn.linear_model import PoissonRegressor
+
+        session = self._session_index(session)
+        n_in, n_out = self.model.n_inputs[session], self.model.n_outputs[session]
+        units = np.arange(n_out) if units is None else np.asarray(units)
+        if (units.ndim != 1 or len(units) == 0 or units.dtype.kind not in "iu" or units.min() < 0
+                or units.max() >= n_out):
+            raise ValueError(f"units: expected a non-empty list of unit indices between 0 and {n_out - 1} "
+                             f"(session {session}'s outputs), got {units!r}")
+        if len(alphas) == 0 or min(alphas) <= 0:
+            raise ValueError(f"alphas: expected one or more positive L2 penalties, got {alphas!r}")
+        train_spikes = as_counts(train_spikes, "train_spikes", n_neurons=n_out).numpy()
+        val_spikes = as_counts(val_spikes, "val_spikes", n_neurons=n_out).numpy()
+
+        def latents(spikes):  # (trials * T, D) latents, each bin inferred while hidden
+            ids = torch.full((len(spikes),), session, dtype=torch.long)
+            z = predict_hidden_bins(self.model, torch.as_tensor(spikes[:, :, :n_in]), ids, method="latents")
+            return z.reshape(-1, z.shape[-1]).numpy().astype(np.float64)
+
+        z_train, z_val = latents(train_spikes), latents(val_spikes)
+        mean, scale = z_train.mean(0), z_train.std(0) + 1e-6
+        y_train = train_spikes[:, :, units].reshape(-1, len(units))
+        y_val = val_spikes[:, :, units].reshape(-1, len(units))
+
+        def glms(z, y, alpha):
+            return [PoissonRegressor(alpha=alpha, max_iter=300).fit((z - mean) / scale, y[:, u])
+                    for u in range(len(units))]
+
+        def val_log_likelihood(fits):  # Poisson log-likelihood of val_spikes, up to a constant
+            log_rates = np.stack([f.intercept_ + ((z_val - mean) / scale) @ f.coef_ for f in fits], axis=1)
+            return float((y_val * log_rates - np.exp(log_rates)).sum())
+
+        alpha = max(alphas, key=lambda a: val_log_likelihood(glms(z_train, y_train, a)))
+        fits = glms(np.concatenate([z_train, z_val]), np.concatenate([y_train, y_val]), alpha)
+        layer = self.model.read_out[session]
+        with torch.no_grad():  # log-rate = coef . (z - mean) / scale + intercept, as a Linear on z
+            coef = torch.as_tensor(np.stack([f.coef_ / scale for f in fits]), dtype=layer.weight.dtype)
+            intercept = torch.as_tensor([f.intercept_ - (f.coef_ * mean / scale).sum() for f in fits],
+                                        dtype=layer.bias.dtype)
+            layer.weight[torch.as_tensor(units)] = coef.to(layer.weight.device)
+            layer.bias[torch.as_tensor(units)] = intercept.to(layer.bias.device)
+        return float(alpha)
 
     def _session_index(self, session) -> int:
         """``session`` as a valid index into the model's sessions, or a ValueError that says why not."""

@@ -107,7 +107,7 @@ PROFILES = {
         nfmx_adapter_epochs=10, nfmx_adapter_lr=3e-2, nfmx_adapter_trials=40,
         # Notebook 4C
         scaling_session_counts=(1, 2, 4), scaling_trials=60, scaling_units=(40, 80), scaling_bin_ms=20,
-        scaling_seeds=2, scaling_epochs=50, scaling_max_steps=1500, scaling_scratch_steps=800, scaling_adapt_steps=300,
+        scaling_seeds=2, scaling_epochs=100, scaling_max_steps=3000, scaling_scratch_steps=800, scaling_adapt_steps=300,
         scaling_adapt_lr=1e-2,
         scaling_shots=(10, None), scaling_eval_trials=25,
         # Notebook 4A

@@ -20,7 +20,8 @@ of their population.
 Every extra keyword argument (``**fit_kwargs``) is passed through to ``fit_ndt1_stitch`` for the
 pretraining *and* for the from-scratch models, so e.g. ``masking="mtm"`` vs the default temporal
 masking is one argument. Adaptation always re-learns the new session's read-in, read-out and
-embedding with ``refit_read_in``'s masked-autoencoding loss, the core frozen.
+embedding with ``refit_read_in``'s masked-autoencoding loss, the core frozen, then refits the
+held-out units' read-out as penalised Poisson regressions on the frozen latents (``fit_read_out``).
 """
 from __future__ import annotations
 
@@ -168,7 +169,8 @@ def pretrain(sessions: list, *, seed: int = 0, heldout_fraction: float = 0.25, p
 def adapt(pretrained: FittedStitch, spikes, split: FewShotSplit, n_heldout: int, *, seed: int = 0,
           profile: Profile | None = None, progress: bool = False) -> tuple[FittedStitch, int]:
     """A copy of ``pretrained`` with the new session added and adapted on ``split``'s trials, the
-    core frozen (fresh read-in, read-out and embedding learned by ``refit_read_in``).
+    core frozen (fresh read-in, read-out and embedding learned by ``refit_read_in`` with the
+    pretraining recipe's input dropout, then the held-out units' read-out by ``fit_read_out``).
 
     Returns (adapted model, the new session's index). ``pretrained`` itself is not changed."""
     profile = profile or get_profile()
@@ -183,7 +185,11 @@ def adapt(pretrained: FittedStitch, spikes, split: FewShotSplit, n_heldout: int,
     adapted.refit_read_in(index, spikes[split.fit], spikes[split.stop],
                           epochs=math.ceil(profile.scaling_adapt_steps / steps_per_epoch),
                           batch_size=profile.stitch_batch_size, seed=seed, progress=progress, read_out=True,
-                          patience=None, lr=profile.scaling_adapt_lr)
+                          patience=None, lr=profile.scaling_adapt_lr, input_dropout=profile.stitch_input_dropout)
+    # The held-out units' read-out, learned by gradient descent with the read-in from a few trials,
+    # fits their noise; penalised Poisson regressions on the frozen latents do far better.
+    heldout_units = np.arange(n_units - n_heldout, n_units)
+    adapted.fit_read_out(index, spikes[split.fit], spikes[split.stop], units=heldout_units)
     return adapted, index
 
 
