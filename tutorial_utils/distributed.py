@@ -68,27 +68,12 @@ def teardown(context: Context) -> None:
         dist.destroy_process_group()
 
 
-class DistributedModel(DistributedDataParallel):
-    """DDP that also answers the wrapped model's own methods and attributes.
-
-    Code that holds the wrapped model may ask it things besides its forward pass (e.g. NDT1-stitch's
-    ``model.n_inputs`` or ``model.latents``); DDP alone would not find them. The forward pass still goes
-    through DDP, which is what synchronises the gradients.
-    """
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.module, name)
-
-
 def wrap(model: torch.nn.Module, context: Context) -> torch.nn.Module:
     """``model`` in DDP when there are several ranks (its weights are broadcast from rank 0 then);
     the model itself when running alone."""
     if context.backend is None:
         return model
-    return DistributedModel(model, device_ids=[context.device.index] if context.device.type == "cuda" else None)
+    return DistributedDataParallel(model, device_ids=[context.device.index] if context.device.type == "cuda" else None)
 
 
 def mean_over_ranks(value: float, context: Context) -> float:
