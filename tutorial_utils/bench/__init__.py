@@ -1,6 +1,7 @@
 """Benchmarks that print (and save as JSON) the numbers quoted in README.md.
 
     python -m tutorial_utils.bench nb1 --profile full     # NDT1 on Lorenz
+    python -m tutorial_utils.bench lorenz-lfads --profile full  # fit_ndt1 on the LFADS-like Lorenz benchmark
     python -m tutorial_utils.bench nb2 --profile quick    # stitching on mc_maze
     python -m tutorial_utils.bench nb3 --profile quick    # decoding hand velocity: every decoder, R^2 and time
     python -m tutorial_utils.bench maze                   # mc_maze data layer and baselines
@@ -22,6 +23,7 @@ import importlib
 
 BENCHMARKS = {
     "nb1": "notebooks:bench_nb1",
+    "lorenz-lfads": "notebooks:bench_lorenz_lfads",
     "nb2": "notebooks:bench_nb2",
     "nb3": "notebooks:bench_nb3",
     "maze": "data:bench_maze",

@@ -46,6 +46,37 @@ def bench_nb1(profile_name: str | None = None, seed: int = 0) -> dict:
     }
 
 
+def bench_lorenz_lfads(profile_name: str | None = None, seeds=(0, 1)) -> dict:
+    """``fit_ndt1`` as a user calls it, on the LFADS-like Lorenz benchmark (make_lorenz_config("lfads"):
+    29 sparse neurons, 50 bins, 1248 training trials): rate R^2 against the true rates on the 156
+    test trials, per seed and for the seeds' rates averaged. Issue 8's goal: >= 0.9 in the full profile.
+    """
+    import numpy as np
+
+    from ..api import fit_ndt1
+    from ..data.lorenz import make_lorenz_config
+
+    profile = get_profile(profile_name)
+    lorenz = make_lorenz_config("lfads", seed=0)
+    train_idx, val_idx, test_idx = (lorenz.trials(s) for s in ("train", "val", "test"))
+    per_seed, rates, seconds = [], [], []
+    for seed in seeds:
+        start = time.perf_counter()
+        fitted = fit_ndt1(lorenz.spikes[train_idx], lorenz.spikes[val_idx], profile=profile, seed=seed)
+        seconds.append(round(time.perf_counter() - start, 1))
+        rates.append(fitted.predict_rates(lorenz.spikes[test_idx]))
+        per_seed.append(round(metrics.r2_score(rates[-1], lorenz.rates[test_idx]), 4))
+    result = {
+        "profile": profile.name, "device": str(get_device()), "seeds": list(seeds),
+        "rate_r2_per_seed": per_seed,
+        "rate_r2_seeds_averaged": round(metrics.r2_score(np.mean(rates, axis=0), lorenz.rates[test_idx]), 4),
+        "fit_seconds_per_seed": seconds,
+    }
+    print(f"fit_ndt1 ({profile.name}) on Lorenz 'lfads': rate R^2 {per_seed} per seed, "
+          f"{result['rate_r2_seeds_averaged']} with the seeds' rates averaged; {seconds} s")
+    return result
+
+
 def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
     """Notebook 2's mc_maze measurements: co-bps alone vs stitched, area decoding, the swap."""
     import copy
