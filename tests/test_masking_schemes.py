@@ -46,6 +46,18 @@ def test_temporal_scheme_scores_hidden_bins_and_heldout_units_never_padding():
     assert masked.scheme == SCHEME_NAMES.index("temporal") and not masked.causal
 
 
+def test_temporal_scheme_can_also_hide_the_last_bins():
+    batch = _batch()
+    plain = TemporalMasking(1 / 6)(batch, _generator())
+    masked = TemporalMasking(1 / 6, tail_bins=2)(batch, _generator())  # NeuroFMX: random bins + a forecast tail
+    assert torch.equal(masked.hidden_bins, plain.hidden_bins | (torch.arange(6) >= 4)[None, :])
+    hidden = masked.hidden_bins
+    assert (masked.inputs[hidden] == 0).all() and torch.equal(masked.inputs[~hidden], batch.spikes[~hidden])
+    assert torch.equal(masked.scored[4:], hidden[4:, :, None].expand(-1, -1, 6))
+    with pytest.raises(ValueError, match="leaves no visible bins"):
+        TemporalMasking(1 / 6, tail_bins=6)(batch, _generator())
+
+
 def test_causal_scheme_hides_and_scores_exactly_the_future():
     batch = _batch(n_trials=50)
     masked = CausalMasking(min_visible=2)(batch, _generator())

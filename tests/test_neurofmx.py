@@ -51,7 +51,12 @@ def _batch(n=6, seed=0, calcium=True):
     if calcium:
         extra = dict(calcium=torch.randn(n, T, 6, generator=g), spike_present=torch.tensor([True, True, False] * (n // 3)),
                      calcium_present=torch.tensor([True, False, True] * (n // 3)))
-    return MultimodalBatch(spikes, targets=targets, session=session, behaviour=torch.randn(n, T, 2, generator=g), **extra)
+    # which target units exist in each trial's session, and which are inputs (the config's n_outputs / n_inputs)
+    columns = torch.arange(8)[None, :]
+    exists = columns < torch.tensor([5, 8])[session][:, None]
+    is_input = columns < torch.tensor([4, 6])[session][:, None]
+    return MultimodalBatch(spikes, targets=targets, session=session, behaviour=torch.randn(n, T, 2, generator=g),
+                           unit_exists=exists, unit_is_input=is_input, **extra)
 
 
 # --- attention and permutation invariance -------------------------------------------------------
@@ -227,10 +232,32 @@ def test_combined_objective_on_a_seeded_case():
 
 def test_hidden_bins_include_the_forecast_tail():
     batch = _batch()
-    spikes, calcium, hidden = NeuroFMXObjective(mask_ratio=0.2).hide(batch, PATCH, torch.Generator().manual_seed(0))
+    masked, calcium = NeuroFMXObjective(mask_ratio=0.2).hide(batch, PATCH, torch.Generator().manual_seed(0))
+    spikes, hidden = masked.inputs, masked.hidden_bins
     assert hidden[:, -PATCH:].all() and hidden[:, :-PATCH].sum(1).le(2).all()  # the tail + at most 20% of 10 bins
     assert (spikes[:, -PATCH:] == 0).all() and (calcium[:, -PATCH:] == 0).all()
     assert torch.equal(spikes[~hidden], batch.spikes[~hidden])
+    # scored: input units on hidden bins, output-only units on every bin, padding never
+    scored = masked.scored
+    assert scored[0, :, 5:].sum() == 0 and scored[0, :, 4].all()  # session 0: units 5-7 are padding, 4 output-only
+    assert torch.equal(scored[1, :, :6], hidden[1][:, None].expand(-1, 6)) and scored[1, :, 6:].all()
+
+
+def test_encoder_loss_scores_the_units_the_batch_says_exist():
+    model = _model()
+    with torch.no_grad():  # rates other than 1, so the NLL depends on the targets
+        for adapter in model.unit_adapters:
+            adapter.log_rate_bias.fill_(0.5)
+    batch = _batch(calcium=False)
+    objective = NeuroFMXObjective(tasks=("encoder", "forecast"))
+    absent = copy.deepcopy(batch)  # unit 7 exists in session 1 by the model's config, but this batch
+    absent.unit_exists[:, 7] = False  # says it was not recorded: it must never be scored
+    absent.unit_is_input[:, 7] = False
+    clean = objective(model, absent, torch.Generator().manual_seed(0))
+    absent.targets[:, :, 7] = 1000.0
+    poisoned = objective(model, absent, torch.Generator().manual_seed(0))
+    for name in ("encoder", "forecast"):
+        assert poisoned[name].item() == pytest.approx(clean[name].item(), rel=1e-6), name
 
 
 def test_encoder_loss_skips_trials_without_spikes():

@@ -200,16 +200,26 @@ class TemporalMasking(MaskingScheme):
     Inputs are scored on the hidden bins; target units that are never inputs (NLB's held-out units)
     are hidden everywhere, so they are scored on every bin; padding is never scored. ``mask_fn`` is
     swappable (Notebook 1's exercise): ``mask_fn(spikes, mask_ratio, generator) -> (masked, (B, T) mask)``.
+    ``tail_bins`` > 0 hides the last bins of every trial as well (for a forecasting head).
     """
 
     name = "temporal"
 
-    def __init__(self, mask_ratio: float = 0.2, mask_fn=mask_time_bins):
-        self.mask_ratio, self.mask_fn = mask_ratio, mask_fn
+    def __init__(self, mask_ratio: float = 0.2, mask_fn=mask_time_bins, tail_bins: int = 0):
+        if tail_bins < 0:
+            raise ValueError(f"tail_bins must be >= 0, got {tail_bins}")
+        self.mask_ratio, self.mask_fn, self.tail_bins = mask_ratio, mask_fn, tail_bins
 
     def __call__(self, batch, generator=None) -> Masked:
         exists, is_input = unit_roles(batch)
         inputs, hidden_bins = self.mask_fn(batch.spikes, self.mask_ratio, generator)
+        if self.tail_bins:  # also the last tail_bins of every trial (NeuroFMX's forecast head predicts them)
+            n_bins = batch.spikes.shape[1]
+            if self.tail_bins >= n_bins:
+                raise ValueError(f"tail_bins={self.tail_bins} leaves no visible bins in trials of {n_bins} bins")
+            hidden_bins = hidden_bins.clone()
+            hidden_bins[:, n_bins - self.tail_bins:] = True
+            inputs = batch.spikes.masked_fill(hidden_bins[:, :, None], 0.0)
         scored = exists[:, None, :] & (~is_input[:, None, :] | hidden_bins[:, :, None])
         return Masked(inputs, scored, self.id, False, hidden_bins)
 

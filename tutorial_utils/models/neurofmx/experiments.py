@@ -55,8 +55,11 @@ def session_batch(session, split: str, *, index: int = 0, scale: np.ndarray | No
     fluorescence = None
     if inputs != "spikes":
         fluorescence = torch.as_tensor(np.asarray(calcium)[trials], dtype=torch.float32) * has_calcium[:, None, None]
+    targets = torch.as_tensor(session.all_spikes(split))
+    held_in = torch.arange(targets.shape[2]) < spikes.shape[2]  # NLB order: held-in units first
     return MultimodalBatch(
-        spikes * has_spikes[:, None, None], targets=torch.as_tensor(session.all_spikes(split)),
+        spikes * has_spikes[:, None, None], targets=targets,
+        unit_exists=torch.ones(n, targets.shape[2], dtype=torch.bool), unit_is_input=held_in.expand(n, -1).clone(),
         session=torch.full((n,), index, dtype=torch.long),
         behaviour=torch.as_tensor(session.hand_vel[trials] / scale, dtype=torch.float32),
         calcium=fluorescence, spike_present=has_spikes, calcium_present=has_calcium if inputs != "spikes" else None)

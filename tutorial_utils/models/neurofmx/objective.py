@@ -1,7 +1,9 @@
 """NeuroFMX's training objective: hide bins, run every head, one weighted loss.
 
 Per batch: a random 20% of bins *and* the last ``forecast_bins`` bins are hidden from the input
-(``masking.mask_time_bins``, then the tail). Then each built head adds its named loss:
+(masking.py's temporal scheme with ``tail_bins``, the masking interface every notebook uses; which
+units exist and which are inputs come from the batch, ``masking.unit_roles``). Then each built
+head adds its named loss:
 
 * "encoder":     Poisson NLL of the hidden bins of input units and of every bin of output-only units
                  (objectives.masked_poisson_loss; trials without spikes are not scored);
@@ -20,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from ...batches import Batch
-from ...masking import mask_time_bins
+from ...masking import Masked, TemporalMasking, unit_roles
 from ...objectives import masked_poisson_loss
 from .heads import behaviour_positives, info_nce
 
@@ -64,17 +66,13 @@ class NeuroFMXObjective:
         self.mask_ratio, self.contrastive, self.temperature = mask_ratio, contrastive, temperature
         self.contrastive_samples, self.tasks = contrastive_samples, tasks
 
-    def hide(self, batch: Batch, forecast_bins: int, generator):
-        """Masked (spikes, calcium) and the hidden bins (B, T) bool: random bins + the forecast tail."""
-        n_bins = batch.spikes.shape[1]
-        if forecast_bins >= n_bins:
-            raise ValueError(f"forecast_bins={forecast_bins} leaves no visible bins in trials of {n_bins} bins")
-        _, hidden = mask_time_bins(batch.spikes, self.mask_ratio, generator)
-        hidden[:, n_bins - forecast_bins:] = True
-        spikes = batch.spikes.masked_fill(hidden[..., None], 0.0)
+    def hide(self, batch: Batch, forecast_bins: int, generator) -> tuple[Masked, torch.Tensor | None]:
+        """The temporal scheme's :class:`~tutorial_utils.masking.Masked` (random bins + the forecast
+        tail hidden) and the calcium input with the same bins zeroed (None without calcium)."""
+        masked = TemporalMasking(self.mask_ratio, tail_bins=forecast_bins)(batch, generator)
         calcium = getattr(batch, "calcium", None)
-        calcium = calcium.masked_fill(hidden[..., None], 0.0) if calcium is not None else None
-        return spikes, calcium, hidden
+        calcium = calcium.masked_fill(masked.hidden_bins[..., None], 0.0) if calcium is not None else None
+        return masked, calcium
 
     def __call__(self, model, batch: Batch, generator: torch.Generator | None = None) -> dict:
         tasks = self.tasks or model.config.heads
@@ -85,21 +83,18 @@ class NeuroFMXObjective:
                 and batch.behaviour is None:
             raise ValueError("the behaviour and behaviour-contrastive losses need batch.behaviour (trials, T, d)")
         k = model.config.forecast_bins
-        spikes, calcium, hidden = self.hide(batch, k if "forecast" in tasks else 0, generator)
-        out = model(**model_inputs(batch, spikes, calcium))
+        masked, calcium = self.hide(batch, k if "forecast" in tasks else 0, generator)
+        out = model(**model_inputs(batch, masked.inputs, calcium))
         targets = batch.target_counts  # (B, T, W): W may be narrower than the model's widest session
         width = targets.shape[2]
-        session = batch.session if batch.session is not None else torch.zeros(len(batch), dtype=torch.long,
-                                                                               device=targets.device)
-        exists = ~model.padding_mask(session, model.config.n_outputs, targets.shape[2])  # (B, N_out)
-        is_input = ~model.padding_mask(session, model.config.n_inputs, targets.shape[2])
+        exists, _ = unit_roles(batch)  # (B, W)
         has_spikes = getattr(batch, "spike_present", None)
-        if has_spikes is not None:
-            exists = exists & has_spikes[:, None].bool()  # no spikes recorded: nothing to score
+        if has_spikes is not None:  # no spikes recorded in a trial: nothing of it to score
+            exists = exists & has_spikes[:, None].bool()
 
         losses = {}
-        if "encoder" in tasks:
-            scored = exists[:, None] & (~is_input[:, None] | hidden[..., None])  # (B, T, N_out)
+        if "encoder" in tasks:  # hidden bins of input units, every bin of output-only units
+            scored = masked.scored & exists[:, None, :]
             losses["encoder"] = masked_poisson_loss(out.log_rates[..., :width], targets, scored)
         if "forecast" in tasks:
             last_seen = out.forecast.shape[1] - k // model.config.patch_bins - 1  # the last visible patch
