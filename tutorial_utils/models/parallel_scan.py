@@ -1,0 +1,173 @@
+"""The chunked scan behind :func:`~tutorial_utils.models.selective_scan.selective_scan_parallel`.
+
+It computes the core of the selective scan, for every channel d and state n,
+
+    h_t = a_t * h_{t-1} + x_t,    a_t = exp(delta_t A),  x_t = delta_t u_t B_t,    y_t = sum_n C_t h_t
+
+(h_0 = 0), with a few big tensor operations instead of a loop over time, and its gradient with a
+hand-written backward pass. Step sizes (softplus, bias), the skip D and the gate z are plain autograd
+around it (selective_scan.py).
+
+Forward. From the state h_0 entering a stretch of steps 1..t,
+
+    h_t = (a_1 ... a_t) h_0 + sum_{s <= t} (a_{s+1} ... a_t) x_s.
+
+A product of decays is a sum of log-decays: with T_t = log a_2 + ... + log a_t = A (delta_2 + ... +
+delta_t) (a cumulative sum of the step sizes; T_1 = 0) and E_t = exp(T_t),
+
+    h_t = E_t * ( a_1 h_0 + sum_{s <= t} x_s / E_s )                 -- one cumsum, no loop.
+
+1 / E_s grows without bound along a sequence (float32 overflows after a few hundred steps), so the
+sequence is cut into chunks of K steps and T restarts at every chunk; K is short enough that |T| stays
+within a safe bound (selective_scan._chunk_length). All chunks are computed at once from their
+entering states h_0, and a short loop over the chunks (l / K steps on (b, d, n) tensors) carries each
+chunk's last state into the next one.
+
+Backward. Let g_t = dL/dh_t, the gradient reaching the state at step t from y_t and from every later
+state (h_{t+1} = a_{t+1} h_t + ..., so h_t reaches the future through a_{t+1}):
+
+    g_t = C_t dy_t + a_{t+1} g_{t+1}                                 -- the same recurrence, run backwards.
+
+Unrolled within a chunk whose last state receives G (from the next chunk, or the caller's gradient of
+the last state), with a_{t+1} ... a_s = E_s / E_t:
+
+    g_t = ( sum_{s >= t} E_s C_s dy_s  +  E_K G ) / E_t              -- one reversed cumsum.
+
+The chunks are linked by a short loop backwards: the chunk before receives a_1 g_1. Then every input
+follows from h_t = a_t h_{t-1} + x_t by the chain rule:
+
+    dx_t = g_t                     -> dB_t = sum_d g_t delta_t u_t;  d(delta_t u_t) = sum_n g_t B_t
+    d log a_t = g_t a_t h_{t-1} = g_t (h_t - x_t)   -> dA = sum_{b,t} (d log a_t) delta_t;
+                                                       ddelta_t += sum_n (d log a_t) A
+    dC_t = sum_d dy_t h_t
+
+Only the inputs, E and h are kept for the backward pass (autograd through the forward would store
+and replay about a dozen (b, d, l, n) intermediates).
+
+Speed notes (CPU, where memory traffic sets the speed): big tensors are updated in place; the
+exponential is taken with exp2 (a few times faster than exp on a CPU; A is scaled by log2(e) once).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+
+def chunked_scan(delta, u, A, B, C, chunk_length: int):
+    """y (b, d, l) and the last state h_l (b, d, n) of the recurrence above.
+
+    ``delta``, ``u`` (b, d, l) (step sizes after any softplus), ``A`` (d, n), ``B``, ``C`` (b, n, l),
+    all of one floating dtype; ``chunk_length`` K >= 1 (any K gives the same numbers up to rounding, as
+    long as |A| * (sum of K - 1 step sizes) does not overflow exp).
+    """
+    return _ChunkedScan.apply(delta, u, A, B, C, chunk_length)
+
+
+def _chunks(length: int, K: int) -> tuple[int, int]:
+    """(number of chunks, padding): the time axis is padded to whole chunks."""
+    n_chunks = max(1, -(-length // K))
+    return n_chunks, n_chunks * K - length
+
+
+class _ChunkedScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, delta, u, A, B, C, K):
+        batch, channels, length = u.shape
+        n = A.shape[1]
+        n_chunks, pad = _chunks(length, K)
+        # Padded steps have delta = 0: decay exp(0) = 1 and drive 0, so they keep the state as it is
+        # (the last state stays the true one). Padding the small (b, d, l) inputs is cheap.
+        delta, u = F.pad(delta, (0, pad)), F.pad(u, (0, pad))
+        B_t = F.pad(B, (0, pad)).transpose(1, 2).contiguous()[:, None]   # (b, 1, L, n): B_t per step
+        C_t = F.pad(C, (0, pad)).transpose(1, 2).contiguous()[:, None]
+        chunked = (batch, channels, n_chunks, K, n)                     # a (b, d, L, n) tensor's chunks
+
+        E = _decay_since_first(delta, A, n_chunks, K)                   # (b, d, L, n): E_t = exp(T_t)
+        h = torch.mul((delta * u)[..., None], B_t)                      # x_t
+        h.div_(E).view(chunked).cumsum_(3)                              # sum_{s <= t} x_s / E_s
+        first = _first_decay(delta, A, n_chunks, K)                     # (b, d, c, n): a_1 per chunk
+        # The short loop over chunks: the state entering chunk c + 1 is chunk c's last state.
+        h5, E5 = h.view(chunked), E.view(chunked)
+        state, entering = h.new_zeros(batch, channels, n), []
+        for E_end, a_1, inputs in zip(E5[:, :, :, -1].unbind(2), first.unbind(2), h5[:, :, :, -1].unbind(2)):
+            entering.append(state)
+            state = E_end * (a_1 * state + inputs)
+        h5.add_((first * torch.stack(entering, dim=2))[:, :, :, None]).mul_(E5)  # h_t = E_t (a_1 h_0 + ...)
+        y = torch.mul(h, C_t).sum(-1)                                   # (b, d, L): contract the state
+
+        ctx.save_for_backward(delta, u, A, B_t, C_t, E, h)
+        ctx.length, ctx.K = length, K
+        return y[:, :, :length], state
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, dlast):
+        delta, u, A, B_t, C_t, E, h = ctx.saved_tensors
+        length, K = ctx.length, ctx.K
+        batch, channels, padded = delta.shape
+        n = A.shape[1]
+        n_chunks, pad = padded // K, padded - length
+        chunked = (batch, channels, n_chunks, K, n)
+        with full_precision(delta.device):
+            dy = F.pad(dy, (0, pad))
+            # g_t E_t = sum_{s >= t} E_s C_s dy_s + E_K G: a cumsum backwards in time. (Not total minus
+            # cumsum: E_s spans many orders of magnitude, and the difference of large sums would cancel.)
+            own = torch.mul(dy[..., None], C_t).mul_(E)                # E_s C_s dy_s
+            g = own.view(chunked).flip(3).cumsum_(3).flip(3)
+            # The short loop backwards: G entering chunk c from c + 1 is a_1 g_1 of chunk c + 1 (E_1 = 1).
+            first, E5 = _first_decay(delta, A, n_chunks, K), E.view(chunked)
+            G, from_next = dlast, []
+            for E_end, a_1, g_1 in zip(E5[:, :, :, -1].unbind(2)[::-1], first.unbind(2)[::-1],
+                                       g[:, :, :, 0].unbind(2)[::-1]):
+                from_next.append(G)
+                G = a_1 * (g_1 + E_end * G)
+            g.add_((E5[:, :, :, -1] * torch.stack(from_next[::-1], dim=2))[:, :, :, None])
+            g = g.view_as(E).div_(E)                                    # g_t = dL/dh_t
+
+            grad_delta = grad_u = grad_A = grad_B = grad_C = None
+            drive_scale = delta * u                                     # x_t = (delta_t u_t) B_t
+            work = own                                                  # reuse the buffer
+            if ctx.needs_input_grad[3]:
+                grad_B = torch.mul(g, drive_scale[..., None], out=work).sum(1)   # (b, L, n)
+            if ctx.needs_input_grad[4]:
+                grad_C = torch.mul(h, dy[..., None], out=work).sum(1)
+            grad_scale = torch.mul(g, B_t, out=work).sum(-1)            # d(delta_t u_t), (b, d, L)
+            d_log_decay = torch.sub(h, torch.mul(drive_scale[..., None], B_t, out=work), out=work).mul_(g)
+            grad_delta = grad_scale * u + torch.mul(d_log_decay, A[:, None], out=g).sum(-1)
+            grad_u = grad_scale * delta
+            if ctx.needs_input_grad[2]:
+                grad_A = torch.matmul(delta[:, :, None, :], d_log_decay).sum(0)[:, 0]  # (d, n)
+
+        def unpad(grad, time_axis=-1):
+            return None if grad is None else grad.narrow(time_axis, 0, length)
+
+        grad_B, grad_C = (None if g_ is None else g_.transpose(1, 2)[:, :, :length] for g_ in (grad_B, grad_C))
+        return unpad(grad_delta), unpad(grad_u), grad_A, grad_B, grad_C, None
+
+
+def _decay_since_first(delta, A, n_chunks: int, K: int):
+    """E_t = exp(T_t) = exp(A (delta_2 + ... + delta_t)), restarting at every chunk: (b, d, L, n)."""
+    batch, channels, padded = delta.shape
+    steps = delta.view(batch, channels, n_chunks, K).cumsum(-1)
+    steps = (steps - steps[..., :1]).view(batch, channels, padded, 1)  # excludes each chunk's first step
+    return torch.mul(steps, (A * math.log2(math.e))[:, None, :]).exp2_()
+
+
+def _first_decay(delta, A, n_chunks: int, K: int):
+    """a_1 = exp(delta_1 A) of every chunk's first step: (b, d, c, n)."""
+    batch, channels, _ = delta.shape
+    return torch.exp(delta.view(batch, channels, n_chunks, K)[..., 0, None] * A[:, None, :])
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device):
+    """Switch autocast off (einsum and matmul would otherwise run in bfloat16), also in backward."""
+    if device.type in ("cpu", "cuda"):
+        with torch.autocast(device.type, enabled=False):
+            yield
+    else:  # meta, mps...: no autocast state to undo
+        yield
