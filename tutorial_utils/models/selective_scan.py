@@ -13,7 +13,8 @@ what to remember: that is what "selective" means.
 * :func:`selective_scan_sequential` — the recurrence as written above, one time step at a time.
   Readable and slow (a Python loop over time); the reference the others are tested against.
 * :func:`selective_scan_parallel` — the same numbers with a handful of big tensor operations
-  (a chunked scan, see its docstring). Pure PyTorch: runs on CPU, CUDA, MPS and ``meta``.
+  (a chunked scan with a hand-written backward pass, derived in models/parallel_scan.py). Pure
+  PyTorch: runs on CPU, CUDA, MPS and ``meta``.
 * :func:`selective_scan` — what models call: mamba-ssm's fused CUDA kernel when it is installed
   and the tensors are on a GPU, else :func:`selective_scan_parallel`.
 
