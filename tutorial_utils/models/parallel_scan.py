@@ -90,13 +90,12 @@ class _ChunkedScan(torch.autograd.Function):
         h = torch.mul((delta * u)[..., None], B_t)                      # x_t
         _cumsum_chunks(h.div_(E).view(chunked))                         # sum_{s <= t} x_s / E_s
         first = _first_decay(delta, A, n_chunks, K)                     # (b, d, c, n): a_1 per chunk
-        # The short loop over chunks: the state entering chunk c + 1 is chunk c's last state.
+        # Chunk to chunk: the state leaving chunk c is E_K (a_1 h_0 + its inputs so far), a linear
+        # recurrence over the chunks with decay E_K a_1.
         h5, E5 = h.view(chunked), E.view(chunked)
-        state, entering = h.new_zeros(batch, channels, n), []
-        for E_end, a_1, inputs in zip(E5[:, :, :, -1].unbind(2), first.unbind(2), h5[:, :, :, -1].unbind(2)):
-            entering.append(state)
-            state = E_end * (a_1 * state + inputs)
-        h5.add_((first * torch.stack(entering, dim=2))[:, :, :, None]).mul_(E5)  # h_t = E_t (a_1 h_0 + ...)
+        entering, state = _scan_over_chunks(E5[:, :, :, -1] * first, E5[:, :, :, -1] * h5[:, :, :, -1],
+                                            h.new_zeros(batch, channels, n))
+        h5.add_((first * entering)[:, :, :, None]).mul_(E5)             # h_t = E_t (a_1 h_0 + ...)
         y = _sum_states(torch.mul(h, C_t))                              # (b, d, L): contract the state
 
         ctx.save_for_backward(delta, u, A, B_t, C_t, E, h)
@@ -118,14 +117,11 @@ class _ChunkedScan(torch.autograd.Function):
             # cumsum: E_s spans many orders of magnitude, and the difference of large sums would cancel.)
             g = torch.mul(dy[..., None], C_t).mul_(E).view(chunked)    # E_s C_s dy_s
             _cumsum_chunks(g, backwards=True)
-            # The short loop backwards: G entering chunk c from c + 1 is a_1 g_1 of chunk c + 1 (E_1 = 1).
+            # Chunk to chunk, backwards: chunk c receives G from chunk c + 1, a_1 g_1 of chunk c + 1
+            # (E_1 = 1), i.e. a_1 (its own sum + E_K G'): the same recurrence, over reversed chunks.
             first, E5 = _first_decay(delta, A, n_chunks, K), E.view(chunked)
-            G, from_next = dlast, []
-            for E_end, a_1, g_1 in zip(E5[:, :, :, -1].unbind(2)[::-1], first.unbind(2)[::-1],
-                                       g[:, :, :, 0].unbind(2)[::-1]):
-                from_next.append(G)
-                G = a_1 * (g_1 + E_end * G)
-            g.add_((E5[:, :, :, -1] * torch.stack(from_next[::-1], dim=2))[:, :, :, None])
+            from_next, _ = _scan_over_chunks((E5[:, :, :, -1] * first).flip(2), (first * g[:, :, :, 0]).flip(2), dlast)
+            g.add_((E5[:, :, :, -1] * from_next.flip(2))[:, :, :, None])
             g = g.view_as(E).div_(E)                                    # g_t = dL/dh_t
 
             grad_delta = grad_u = grad_A = grad_B = grad_C = None
@@ -149,6 +145,24 @@ class _ChunkedScan(torch.autograd.Function):
                 *(None if grad is None else grad[..., :length] for grad in (grad_B, grad_C)), None)
 
 
+def _scan_over_chunks(decay, value, initial):
+    """s_c = decay_c s_{c-1} + value_c over the chunks c (axis 2 of (b, d, c, n)), from s_{-1} = initial.
+
+    Returns the states entering every chunk (s_{-1} ... s_{C-2}, (b, d, c, n)) and the last, s_{C-1}.
+    A log-step scan instead of a loop over the chunks: after the step with offset k, every chunk holds
+    the combined effect of the (up to) 2k chunks ending with it, since two stretches compose as
+    (decay, value) then (decay', value') -> (decay' decay, decay' value + value'). Decays lie in
+    (0, 1], so their products cannot overflow.
+    """
+    value = torch.cat([value[:, :, :1] + decay[:, :, :1] * initial[:, :, None], value[:, :, 1:]], dim=2)
+    offset = 1
+    while offset < value.shape[2]:
+        value = torch.cat([value[:, :, :offset], value[:, :, offset:] + decay[:, :, offset:] * value[:, :, :-offset]], dim=2)
+        decay = torch.cat([decay[:, :, :offset], decay[:, :, offset:] * decay[:, :, :-offset]], dim=2)
+        offset *= 2
+    return torch.cat([initial[:, :, None], value[:, :, :-1]], dim=2), value[:, :, -1]
+
+
 def _cumsum_chunks(x, backwards: bool = False, loop: bool | None = None):
     """Cumulative sum, in place, over the steps of every chunk of x (b, d, c, K, n); returns x.
 
@@ -158,8 +172,7 @@ def _cumsum_chunks(x, backwards: bool = False, loop: bool | None = None):
     forces either way (default: the loop on a CPU).
     """
     if not (x.device.type == "cpu" if loop is None else loop):
-        x.copy_(x.flip(3).cumsum(3).flip(3) if backwards else x.cumsum(3))
-        return x
+        return x.copy_(x.flip(3).cumsum(3).flip(3)) if backwards else x.cumsum_(3)
     K = x.shape[3]
     for k in (range(K - 2, -1, -1) if backwards else range(1, K)):
         x[:, :, :, k].add_(x[:, :, :, k + 1 if backwards else k - 1])
