@@ -20,8 +20,9 @@ delta_t) (a cumulative sum of the step sizes; T_1 = 0) and E_t = exp(T_t),
 1 / E_s grows without bound along a sequence (float32 overflows after a few hundred steps), so the
 sequence is cut into chunks of K steps and T restarts at every chunk; K is short enough that |T| stays
 within a safe bound (selective_scan._chunk_length). All chunks are computed at once from their
-entering states h_0, and a short loop over the chunks (l / K steps on (b, d, n) tensors) carries each
-chunk's last state into the next one.
+entering states h_0. Those follow from chunk to chunk by the same kind of recurrence, over l / K
+chunks instead of l steps, on (b, d, n) tensors: h_0 of chunk c + 1 = E_K (a_1 h_0 + sum_s x_s / E_s)
+of chunk c (_scan_over_chunks).
 
 Backward. Let g_t = dL/dh_t, the gradient reaching the state at step t from y_t and from every later
 state (h_{t+1} = a_{t+1} h_t + ..., so h_t reaches the future through a_{t+1}):
@@ -33,8 +34,8 @@ the last state), with a_{t+1} ... a_s = E_s / E_t:
 
     g_t = ( sum_{s >= t} E_s C_s dy_s  +  E_K G ) / E_t              -- one reversed cumsum.
 
-The chunks are linked by a short loop backwards: the chunk before receives a_1 g_1. Then every input
-follows from h_t = a_t h_{t-1} + x_t by the chain rule:
+The chunks are linked backwards as they were forwards: the chunk before receives G = a_1 g_1 (of this
+chunk's first step). Then every input follows from h_t = a_t h_{t-1} + x_t by the chain rule:
 
     dx_t = g_t                     -> dB_t = sum_d g_t delta_t u_t;  d(delta_t u_t) = sum_n g_t B_t
     d log a_t = g_t a_t h_{t-1} = g_t (h_t - x_t)   -> dA = sum_{b,t} (d log a_t) delta_t;
@@ -42,7 +43,8 @@ follows from h_t = a_t h_{t-1} + x_t by the chain rule:
     dC_t = sum_d dy_t h_t
 
 Only the inputs, E and h are kept for the backward pass (autograd through the forward would store
-and replay about a dozen (b, d, l, n) intermediates).
+and replay about a dozen (b, d, l, n) intermediates). The backward pass is not differentiable itself:
+for second derivatives use the sequential scan.
 
 Speed notes (CPU, where memory traffic sets the speed): big tensors are updated in place; the
 exponential is taken with exp2 (a few times faster than exp on a CPU; A is scaled by log2(e) once).
@@ -151,14 +153,15 @@ def _scan_over_chunks(decay, value, initial):
     Returns the states entering every chunk (s_{-1} ... s_{C-2}, (b, d, c, n)) and the last, s_{C-1}.
     A log-step scan instead of a loop over the chunks: after the step with offset k, every chunk holds
     the combined effect of the (up to) 2k chunks ending with it, since two stretches compose as
-    (decay, value) then (decay', value') -> (decay' decay, decay' value + value'). Decays lie in
-    (0, 1], so their products cannot overflow.
+    (decay, value) then (decay', value') -> (decay' decay, decay' value + value'). With A < 0 the
+    decays lie in (0, 1], so their products cannot overflow.
     """
     value = torch.cat([value[:, :, :1] + decay[:, :, :1] * initial[:, :, None], value[:, :, 1:]], dim=2)
     offset = 1
     while offset < value.shape[2]:
-        value = torch.cat([value[:, :, :offset], value[:, :, offset:] + decay[:, :, offset:] * value[:, :, :-offset]], dim=2)
-        decay = torch.cat([decay[:, :, :offset], decay[:, :, offset:] * decay[:, :, :-offset]], dim=2)
+        earlier_value, earlier_decay = value[:, :, :-offset], decay[:, :, :-offset]
+        value = torch.cat([value[:, :, :offset], value[:, :, offset:] + decay[:, :, offset:] * earlier_value], dim=2)
+        decay = torch.cat([decay[:, :, :offset], decay[:, :, offset:] * earlier_decay], dim=2)
         offset *= 2
     return torch.cat([initial[:, :, None], value[:, :, :-1]], dim=2), value[:, :, -1]
 
