@@ -195,6 +195,20 @@ def test_chunk_cumsum_by_loop_equals_torch_cumsum_both_ways():
             torch.testing.assert_close(_cumsum_chunks(x.clone(), backwards=backwards, loop=loop), want)
 
 
+def test_the_gpu_route_of_the_parallel_scan_gives_the_same_values_and_gradients(monkeypatch):
+    from tutorial_utils.models import parallel_scan
+
+    tensors = _inputs(l=45, seed=5, dtype=torch.float64, requires_grad=True)
+    results = []
+    for on_cpu in (True, False):  # False: cumsum kernels, plain sums (what a GPU runs), here on the CPU
+        monkeypatch.setattr(parallel_scan, "_cpu_route", lambda x, on_cpu=on_cpu: on_cpu)
+        out, last = _call(selective_scan_parallel, tensors, OPTIONS["everything"], chunk_size=8)
+        results.append((out, last, torch.autograd.grad(out.sum() + 2 * last.sum(), list(tensors.values()))))
+    torch.testing.assert_close(results[1][:2], results[0][:2], rtol=1e-12, atol=1e-12)
+    for name, g, h in zip(tensors, results[0][2], results[1][2]):
+        torch.testing.assert_close(h, g, rtol=1e-10, atol=1e-12, msg=f"grad wrt {name}")
+
+
 def test_gradients_are_the_same_when_backward_runs_inside_bfloat16_autocast():
     tensors = _inputs(l=60, requires_grad=True)
     results = []
