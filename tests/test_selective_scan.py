@@ -2,7 +2,8 @@
 
 * The sequential reference matches a case computed by hand; the parallel scan equals it (values
   and gradients with respect to every input) on random inputs, lengths that do not fill the last
-  chunk, every option, stiff and very long sequences.
+  chunk, every option, stiff and very long sequences; its hand-written backward to float64 precision,
+  keeping two (b, d, l, n) tensors, also on the route a GPU takes (run here on the CPU).
 * Causality, float32 inside bfloat16 autocast, a bfloat16-autocast training step, ``meta`` tensors.
 * mamba_ssm.Mamba's parameter names, shapes and initialisation; with CUDA and mamba-ssm
   installed, the scan and a whole block against mamba-ssm itself (skipped otherwise, saying why).
