@@ -2,7 +2,8 @@
 
 * The sequential reference matches a case computed by hand; the parallel scan equals it (values
   and gradients with respect to every input) on random inputs, lengths that do not fill the last
-  chunk, every option, stiff and very long sequences.
+  chunk, every option, stiff and very long sequences; its hand-written backward to float64 precision,
+  keeping two (b, d, l, n) tensors, also on the route a GPU takes (run here on the CPU).
 * Causality, float32 inside bfloat16 autocast, a bfloat16-autocast training step, ``meta`` tensors.
 * mamba_ssm.Mamba's parameter names, shapes and initialisation; with CUDA and mamba-ssm
   installed, the scan and a whole block against mamba-ssm itself (skipped otherwise, saying why).
@@ -131,6 +132,103 @@ def test_parallel_scan_is_stable_on_stiff_and_on_very_long_sequences():
         got = selective_scan_parallel(tensors["u"], delta, tensors["A"], tensors["B"], tensors["C"])
         assert torch.isfinite(got).all()
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_hand_written_backward_equals_autograd_through_the_loop_in_float64():
+    # several chunks, the last one partial, every option, gradients of the output and the last state
+    tensors = _inputs(b=2, d=3, n=4, l=29, seed=3, dtype=torch.float64, requires_grad=True)
+    g = torch.Generator().manual_seed(4)
+    out_weights, last_weights = torch.randn(2, 3, 29, generator=g, dtype=torch.float64), torch.randn(
+        2, 3, 4, generator=g, dtype=torch.float64)
+    grads = []
+    for scan, kwargs in ((selective_scan_sequential, {}), (selective_scan_parallel, {"chunk_size": 8})):
+        out, last = _call(scan, tensors, OPTIONS["everything"], **kwargs)
+        loss = (out * out_weights).sum() + (last * last_weights).sum()
+        grads.append(dict(zip(tensors, torch.autograd.grad(loss, list(tensors.values())))))
+    for name in tensors:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-10, atol=1e-12, msg=f"grad wrt {name}")
+
+
+def test_gradients_stay_accurate_when_the_decay_spans_many_orders_of_magnitude_within_a_chunk():
+    # delta |A| up to 4 per step: chunks of 16 steps whose decays run from 1 down to ~exp(-50). The
+    # backward sums over later steps must not be taken as (sum over all) - (sum over earlier ones):
+    # the small ones would be lost in the difference of large numbers, then divided by a tiny decay.
+    length = 200
+    g = torch.Generator().manual_seed(0)
+    delta = 0.2 + 0.05 * torch.rand(1, 3, length, generator=g)
+    tensors = _inputs(b=1, d=3, n=16, l=length, requires_grad=True)
+    tensors["A"] = -torch.arange(1.0, 17.0).repeat(3, 1).requires_grad_()
+    tensors["delta"] = delta.requires_grad_()
+    grads = []
+    for scan in (selective_scan_sequential, selective_scan_parallel):
+        out, last = _call(scan, tensors, OPTIONS["plain"])
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        used = [tensors[k] for k in ("u", "delta", "A", "B", "C")]
+        grads.append(torch.autograd.grad((out * weights).sum() + last.sum(), used))
+    for name, par, seq in zip(("u", "delta", "A", "B", "C"), grads[1], grads[0]):
+        assert torch.isfinite(par).all(), name
+        torch.testing.assert_close(par, seq, rtol=1e-4, atol=1e-4 * seq.abs().max().item(), msg=f"grad wrt {name}")
+
+
+def test_parallel_scan_keeps_only_two_full_size_tensors_for_backward():
+    # Autograd through the forward pass would keep about a dozen (b, d, l, n) intermediates; the
+    # hand-written backward needs E and h only (plus the small inputs).
+    tensors = _inputs(b=2, d=8, n=16, l=256, requires_grad=True)
+    saved = []
+
+    def keep(tensor):
+        saved.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        _call(selective_scan_parallel, tensors, OPTIONS["everything"], chunk_size=64)
+    full_size = 2 * 8 * 256 * 16  # (b, d, l, n); padded to whole chunks, a little more
+    assert len([numel for numel in saved if numel >= full_size]) == 2, sorted(saved)
+    assert sum(saved) < 3 * full_size, sum(saved) / full_size  # the rest: (b, d, l)-size and smaller
+
+
+def test_chunk_cumsum_by_loop_equals_torch_cumsum_both_ways():
+    from tutorial_utils.models.parallel_scan import _cumsum_chunks
+
+    x = torch.randn(2, 3, 4, 7, 5, dtype=torch.float64)
+    for backwards, want in ((False, x.cumsum(3)), (True, x.flip(3).cumsum(3).flip(3))):
+        for loop in (True, False):  # False: what a GPU runs
+            torch.testing.assert_close(_cumsum_chunks(x.clone(), backwards=backwards, loop=loop), want)
+
+
+def test_the_gpu_route_of_the_parallel_scan_gives_the_same_values_and_gradients(monkeypatch):
+    from tutorial_utils.models import parallel_scan
+
+    tensors = _inputs(l=45, seed=5, dtype=torch.float64, requires_grad=True)
+    results = []
+    for on_cpu in (True, False):  # False: cumsum kernels, plain sums (what a GPU runs), here on the CPU
+        monkeypatch.setattr(parallel_scan, "_cpu_route", lambda x, on_cpu=on_cpu: on_cpu)
+        out, last = _call(selective_scan_parallel, tensors, OPTIONS["everything"], chunk_size=8)
+        results.append((out, last, torch.autograd.grad(out.sum() + 2 * last.sum(), list(tensors.values()))))
+    torch.testing.assert_close(results[1][:2], results[0][:2], rtol=1e-12, atol=1e-12)
+    for name, g, h in zip(tensors, results[0][2], results[1][2]):
+        torch.testing.assert_close(h, g, rtol=1e-10, atol=1e-12, msg=f"grad wrt {name}")
+
+
+def test_gradients_are_the_same_when_backward_runs_inside_bfloat16_autocast():
+    tensors = _inputs(l=60, requires_grad=True)
+    results = []
+    for autocast in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out, last = _call(selective_scan_parallel, tensors, OPTIONS["everything"], chunk_size=16)
+            grads = torch.autograd.grad(out.sum() + last.sum(), list(tensors.values()))
+        results.append(grads)
+    for name, g, h in zip(tensors, *results):
+        assert h.dtype == torch.float32, name
+        torch.testing.assert_close(h, g, rtol=1e-6, atol=1e-6, msg=f"grad wrt {name}")
+
+
+def test_parallel_scan_backward_runs_on_meta_tensors():
+    tensors = _inputs(l=20, device=META, requires_grad=True)
+    out, last = _call(selective_scan_parallel, tensors, OPTIONS["everything"], chunk_size=8)
+    grads = torch.autograd.grad(out.sum() + last.sum(), list(tensors.values()))
+    for (name, tensor), grad in zip(tensors.items(), grads):
+        assert grad.device == META and grad.shape == tensor.shape, name
 
 
 def test_the_scan_is_causal():

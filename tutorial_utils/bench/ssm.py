@@ -54,8 +54,11 @@ def _scan_inputs(length: int, device, batch: int, channels: int, states: int, se
     return [x.to(device).requires_grad_() for x in (u, delta, A, B, C, D, z, delta_bias)]
 
 
-def time_scans(lengths, device=None, repeats: int = 3, sequential_up_to: int = 2000, **shape) -> dict:
+def time_scans(lengths, device=None, repeats: int = 10, sequential_up_to: int = 2000, **shape) -> dict:
     """Forward + backward time (ms) of each scan implementation at each length.
+
+    The fastest of ``repeats`` runs (milliseconds each, so a busy machine rarely spoils all of them);
+    the slow sequential loop gets two.
 
     Returns {"lengths", "sequential_ms", "parallel_ms", "kernel_ms"}; a missing implementation (no
     kernel; a sequential loop longer than ``sequential_up_to``) has None.
@@ -75,7 +78,7 @@ def time_scans(lengths, device=None, repeats: int = 3, sequential_up_to: int = 2
             def step(scan=scan):
                 scan(*inputs, delta_softplus=True).sum().backward()
 
-            runs = 1 if name == "sequential" else repeats  # the loop is slow and steady
+            runs = 2 if name == "sequential" else repeats
             result[f"{name}_ms"].append(round(1000 * _seconds(step, device, runs), 3))
     return result
 

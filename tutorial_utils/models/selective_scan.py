@@ -13,7 +13,8 @@ what to remember: that is what "selective" means.
 * :func:`selective_scan_sequential` — the recurrence as written above, one time step at a time.
   Readable and slow (a Python loop over time); the reference the others are tested against.
 * :func:`selective_scan_parallel` — the same numbers with a handful of big tensor operations
-  (a chunked scan, see its docstring). Pure PyTorch: runs on CPU, CUDA, MPS and ``meta``.
+  (a chunked scan with a hand-written backward pass, derived in models/parallel_scan.py). Pure
+  PyTorch: runs on CPU, CUDA, MPS and ``meta``.
 * :func:`selective_scan` — what models call: mamba-ssm's fused CUDA kernel when it is installed
   and the tensors are on a GPU, else :func:`selective_scan_parallel`.
 
@@ -33,11 +34,12 @@ mamba-ssm does: in bfloat16 a scan over hundreds of steps would lose the small s
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import torch
 import torch.nn.functional as F
+
+from .parallel_scan import chunked_scan, full_precision as _full_precision
 
 IMPLEMENTATIONS = ("auto", "kernel", "parallel", "sequential")
 
@@ -69,16 +71,6 @@ def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> None:
             raise ValueError(f"{name} must be (d,) = ({d},), one value per channel, got {shape(vector)}")
     if z is not None and shape(z) != (b, d, l):
         raise ValueError(f"z must have u's shape (b, d, l) = {(b, d, l)}, got {shape(z)}")
-
-
-@contextlib.contextmanager
-def _full_precision(device: torch.device):
-    """Switch autocast off inside the scan (einsum would otherwise run in bfloat16)."""
-    if device.type in ("cpu", "cuda"):
-        with torch.autocast(device.type, enabled=False):
-            yield
-    else:  # meta, mps...: no autocast state to undo
-        yield
 
 
 def _step_sizes(delta, delta_bias, delta_softplus):
@@ -150,26 +142,12 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
                             return_last_state=False, chunk_size: int = 64, block_elements: int = 2 ** 20):
     """The same numbers as :func:`selective_scan_sequential`, with a few big tensor operations.
 
-    The recurrence h_t = a_t * h_{t-1} + x_t (decay a_t = exp(delta_t A), drive x_t = delta_t B_t u_t)
-    unrolls, from a state h_0 entering a stretch of steps 1..t, to
-
-        h_t = (a_1 ... a_t) h_0 + sum_{s <= t} (a_{s+1} ... a_t) x_s.
-
-    A product of decays is a sum of log-decays: with T_t = log a_2 + ... + log a_t (a cumulative
-    sum; T_1 = 0),
-
-        h_t = exp(T_t) * ( a_1 h_0 + sum_{s <= t} exp(-T_s) x_s )       -- two cumsums, no loop.
-
-    exp(-T_s) grows without bound along a sequence (in float32 it overflows after a few hundred
-    steps), so the sequence is cut into chunks and T restarts at every chunk; chunks are short enough
-    that |T| never exceeds _MAX_EXPONENT (:func:`_chunk_length`). All chunks are computed at once
-    from their entering states h_0, and a short loop over the chunks (l / chunk_size steps on
-    (b, d, n) tensors) carries each chunk's last state into the next one.
+    The recurrence is unrolled with cumulative sums over chunks of time steps, forward and (by a
+    hand-written backward pass) backward: see models/parallel_scan.py for the derivation.
 
     On a CPU the channels (independent of each other) are scanned in groups whose (b, group, l, n)
     tensors hold about ``block_elements`` numbers: there memory traffic, not arithmetic, sets the
-    speed, and smaller temporaries stay in cache (huge ones also cost page faults). A GPU gets all
-    channels at once.
+    speed, and smaller temporaries stay in cache. A GPU gets all channels at once.
 
     ``chunk_size``: the longest chunk; any value gives the same result (up to rounding).
     """
@@ -194,42 +172,14 @@ def _scan_channels(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_l
     """selective_scan_parallel on all the channels it is given at once (inputs already checked)."""
     dtype = u.dtype
     compute = torch.promote_types(dtype, torch.float32)   # float32, or float64 if given float64
-    batch, channels, length = u.shape
     with _full_precision(u.device):
         delta = _step_sizes(delta, delta_bias, delta_softplus).to(compute)  # (b, d, l)
-        u_, A, B, C = u.to(compute), A.to(compute), B.to(compute), C.to(compute)
         # the steepest |delta_t A| per channel (cheap: (d,) numbers), at most the largest of them
         steepest = (delta.detach().abs().amax(dim=(0, 2)) * A.detach().abs().amax(dim=1)).amax() \
             if delta.numel() else delta.new_zeros(())
-        K = _chunk_length(steepest, chunk_size)
-        # Pad the time axis to whole chunks with delta = 0: a padded step has decay exp(0) = 1 and
-        # drive 0, so it keeps the state as it is and the last state is the true one. (Padding the
-        # small (b, d, l) inputs, before the (b, d, l, n) products, saves copying the big ones.)
-        n_chunks = max(1, -(-length // K))
-        pad = n_chunks * K - length
-        delta, u_, B, C = (F.pad(x, (0, pad)) for x in (delta, u_, B, C))
-        chunked = (batch, channels, n_chunks, K, A.shape[1])                # (b, d, c, K, n)
-        log_decay = (delta[..., None] * A[:, None, :]).view(chunked)        # log a_t
-        drive = ((delta * u_)[..., None] * B.transpose(1, 2)[:, None]).view(chunked)  # x_t
-        C = C.transpose(1, 2).reshape(batch, 1, n_chunks, K, A.shape[1])    # (b, 1, c, K, n)
-
-        # T: cumulative log-decay from each chunk's first step (excluded: it only decays h_0)
-        first_decay = torch.exp(log_decay[:, :, :, :1])                     # (b, d, c, 1, n): a_1
-        T = torch.cat([torch.zeros_like(log_decay[:, :, :, :1]), log_decay[:, :, :, 1:]], dim=3).cumsum(dim=3)
-        decay_since_first = torch.exp(T)                                    # a_2 ... a_t, >= exp(-bound)
-        inputs_so_far = (torch.exp(-T) * drive).cumsum(dim=3)               # sum_{s<=t} exp(-T_s) x_s
-        # The short loop: the state entering chunk c + 1 is chunk c's last state. It runs on
-        # (b, d, n) slices taken once, before the loop (slicing the big tensors inside the loop
-        # would make backward allocate a full-size gradient per chunk).
-        entering, states = drive.new_zeros(batch, channels, A.shape[1]), []
-        for decay_to_end, first, inputs in zip(decay_since_first[:, :, :, -1].unbind(2),
-                                               first_decay[:, :, :, 0].unbind(2), inputs_so_far[:, :, :, -1].unbind(2)):
-            states.append(entering)
-            entering = decay_to_end * (first * entering + inputs)
-        h0 = torch.stack(states, dim=2)[:, :, :, None]                      # (b, d, c, 1, n)
-        h = decay_since_first * (first_decay * h0 + inputs_so_far)          # (b, d, c, K, n): h_t
-        y = (h * C).sum(-1).reshape(batch, channels, -1)[:, :, :length]     # (b, d, l): contract with C_t
-        return _finish(y, u, D, z, dtype, entering, return_last_state)
+        y, last_state = chunked_scan(delta, u.to(compute), A.to(compute), B.to(compute), C.to(compute),
+                                     _chunk_length(steepest, chunk_size))
+        return _finish(y, u, D, z, dtype, last_state, return_last_state)
 
 
 # --- (c) dispatch ----------------------------------------------------------------------------------
