@@ -56,7 +56,9 @@ def bench_lorenz_lfads(profile_name: str | None = None, seeds=(0, 1)) -> dict:
     from ..api import fit_ndt1
     from ..data.lorenz import make_lorenz_config
 
-    profile = get_profile(profile_name)
+    from ..runtime import Profile
+
+    profile = profile_name if isinstance(profile_name, Profile) else get_profile(profile_name)
     lorenz = make_lorenz_config("lfads", seed=0)
     train_idx, val_idx, test_idx = (lorenz.trials(s) for s in ("train", "val", "test"))
     per_seed, rates, seconds = [], [], []
