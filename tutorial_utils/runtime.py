@@ -115,7 +115,7 @@ PROFILES = {
         mtm_batch_size=16, mtm_patience=60, mtm_d_model=32, mtm_dropout=0.1, mtm_lr=3e-3,
     ),
     "full": Profile(
-        name="full", lorenz_trials=2000, ndt1_epochs=600, ndt1_patience=100, batch_size=64, ndt1_dropout=0.2,
+        name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=100, batch_size=64, ndt1_dropout=0.2,
         ndt1_input_dropout=0.1, ablation_trials=2000, ablation_epochs=150,
         stitch_epochs=600, stitch_max_steps=8000, stitch_batch_size=8, stitch_patience=100, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
