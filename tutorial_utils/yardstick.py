@@ -148,9 +148,40 @@ def stitch_predictor(yardstick: Yardstick, profile: str, seeds=(0,), **fit_kwarg
     return np.mean(rates, axis=0)[:, :, len(yardstick.input_units):]
 
 
-def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,)) -> list[dict]:
-    """Score the null, smoothing + GLM and NDT1-stitch (per profile and seed, and in the full profile
-    the seeds' rates averaged); one row per model."""
+def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbone: str = "ssm") -> np.ndarray:
+    """Notebook 4B's NeuroFMX (SSM backbone, Perceiver latents, population aggregator) on the one
+    session, with the heads this file allows: no behaviour here, so the encoder (co-smoothing) and
+    forecast heads only. The last 20% of the train trials decide early stopping."""
+    import torch
+
+    from .models.neurofmx import MultimodalBatch, NeuroFMXConfig, set_baseline_rates
+    from .models.neurofmx.experiments import TASK_WEIGHTS, build_model, fit_neurofmx, predict
+    from .runtime import get_profile, global_random_state_kept
+
+    recipe = get_profile(profile)
+    n_in, n_out = len(yardstick.input_units), len(yardstick.input_units) + len(yardstick.hidden_units)
+    heads = ("encoder", "forecast")
+    config = NeuroFMXConfig(n_inputs=[n_in], n_outputs=[n_out], d_model=recipe.nfmx_d_model, n_latents=recipe.nfmx_latents,
+                            heads=heads, weighting="fixed", loss_weights={h: TASK_WEIGHTS[h] for h in heads})
+
+    def batch(trials: str, with_targets: bool = True) -> MultimodalBatch:
+        inputs = torch.as_tensor(yardstick.part(trials, "input"))
+        targets = torch.as_tensor(np.concatenate([yardstick.part(trials, "input"), yardstick.part(trials, "hidden")], axis=2))
+        return MultimodalBatch(inputs, targets=targets if with_targets else None,
+                               session=torch.zeros(len(inputs), dtype=torch.long))
+
+    train = batch("train")
+    n_fit = round(0.8 * len(train))
+    with global_random_state_kept():
+        model = build_model(config, backbone, train.spikes.shape[1] // config.patch_bins, seed)
+        set_baseline_rates(model, 0, train.target_counts[:n_fit])
+        fit_neurofmx(model, train[slice(0, n_fit)], train[slice(n_fit, None)], recipe, seed=seed)
+    return predict(model, batch("test", with_targets=False))["rates"].numpy()[:, :, n_in:]
+
+
+def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,), neurofmx: bool = True) -> list[dict]:
+    """Score the null, smoothing + GLM, NDT1-stitch (per profile and seed, and in the full profile
+    the seeds' rates averaged) and NeuroFMX (first seed); one row per model."""
     yardstick = load_yardstick(path)
     rows = []
 
@@ -172,6 +203,8 @@ def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,
                     for seed in seeds]
         if len(seeds) > 1:  # what averaging a few seeds' rates buys on small data (no extra training)
             score(f"NDT1-stitch ({profile}, {len(seeds)} seeds averaged)", lambda: np.mean(per_seed, axis=0))
+        if neurofmx:
+            score(f"NeuroFMX, SSM ({profile}, seed {seeds[0]})", lambda: neurofmx_predictor(yardstick, profile, seeds[0]))
     return rows
 
 
