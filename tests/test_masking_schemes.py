@@ -1,5 +1,7 @@
 """The masking interface (masking.py) and multi-task masking: each scheme hides and scores exactly
 what it claims, the causal scheme leaks no future, prompt tokens never reach the read-out."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -58,16 +60,38 @@ def test_temporal_scheme_can_also_hide_the_last_bins():
         TemporalMasking(1 / 6, tail_bins=6)(batch, _generator())
 
 
-def test_causal_scheme_hides_and_scores_exactly_the_future():
-    batch = _batch(n_trials=50)
-    masked = CausalMasking(min_visible=2)(batch, _generator())
+def test_causal_scheme_hides_random_bins_scores_them_and_attends_causally():
+    batch = _batch(n_trials=50, n_bins=10)
+    masked = CausalMasking(0.3)(batch, _generator())
     assert masked.causal and masked.scheme == SCHEME_NAMES.index("causal")
-    future = masked.scored[:, :, 0]  # (B, T): the same bins for every unit of a trial
-    cut = (~future).sum(1)
-    assert torch.equal(future, torch.arange(6)[None, :] >= cut[:, None])  # one block at the end
-    assert cut.min() >= 2 and cut.max() <= 5 and len(set(cut.tolist())) > 1  # >= 1 future bin, cuts vary
-    assert torch.equal(masked.scored, future[:, :, None] & batch.unit_exists[:, None, :])
-    assert (masked.inputs[future] == 0).all() and torch.equal(masked.inputs[~future], batch.spikes[~future])
+    hidden = masked.hidden_bins  # (B, T): whole bins, every unit
+    assert hidden.sum(1).tolist() == [3] * 100  # 30% of 10 bins in every trial
+    assert (masked.inputs[hidden] == 0).all() and torch.equal(masked.inputs[~hidden], batch.spikes[~hidden])
+    # scattered, not a block at the end: some hidden bin has a visible bin after it
+    assert (hidden[:, :-1] & ~hidden[:, 1:]).any()
+    assert len({tuple(h.nonzero().flatten().tolist()) for h in hidden}) > 10  # the bins vary by trial
+    a = masked.scored[:50]  # session A: inputs on the hidden bins, the held-out unit on every bin, padding never
+    assert torch.equal(a[:, :, :3], hidden[:50, :, None].expand(-1, -1, 3))
+    assert a[:, :, 3].all() and not a[:, :, 4:].any()
+    assert torch.equal(masked.scored[50:], hidden[50:, :, None].expand(-1, -1, 6))
+
+
+def test_causal_scheme_predicts_every_hidden_bin_from_the_past_only():
+    """Through the objective: changing a trial from bin t on never changes the prediction of a hidden bin t."""
+    torch.manual_seed(0)
+    model = NDT1Stitch([5], 12, d_model=8, n_heads=2, dropout=0.0, n_prompts=len(SCHEME_NAMES)).eval()
+    objective = StitchedMaskedAutoencoding(schemes=[CausalMasking(0.3)], prompts=True)
+    spikes = torch.poisson(torch.full((6, 12, 5), 2.0), generator=_generator())
+    batch = Batch(spikes, session=torch.zeros(6, dtype=torch.long))
+    masked = objective.hide(model, batch, _generator(3))
+    with torch.no_grad():
+        rates = objective.forward(model, batch, masked)
+        for trial, t in masked.hidden_bins.nonzero().tolist():
+            changed = masked.inputs.clone()
+            changed[trial, t + 1:] = torch.poisson(torch.full_like(changed[trial, t + 1:], 6.0))
+            again = objective.forward(model, batch, replace(masked, inputs=changed))
+            torch.testing.assert_close(again[trial, : t + 1], rates[trial, : t + 1])
+            assert t == 11 or not torch.allclose(again[trial, t + 1:], rates[trial, t + 1:])
 
 
 def test_neuron_scheme_hides_whole_units_and_scores_exactly_them():
@@ -125,8 +149,8 @@ def test_region_schemes_and_scheme_names_reject_bad_input():
         InterRegionMasking()(Batch(torch.ones(2, 5, 3), unit_areas=torch.zeros(2, 4, dtype=torch.long)))
     with pytest.raises(ValueError, match="unknown masking scheme 'time'"):
         make_schemes(["time"])
-    with pytest.raises(ValueError, match="min_visible"):
-        CausalMasking(min_visible=5)(batch)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        CausalMasking(mask_ratio=1.5)(batch)
     assert [s.name for s in make_schemes("mtm")] == ["causal", "neuron", "intra_region", "inter_region"]
 
 

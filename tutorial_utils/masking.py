@@ -2,9 +2,9 @@
 
 NDT1 hides whole tokens. With one token per time bin, a token is all neurons at one time bin, so
 masking a token means zeroing that bin for every neuron; the model must predict it from context.
-That is the *temporal* scheme. Notebook 4 adds the multi-task-masking (MtM) schemes: hide the
-future (causal), random neurons, part of one brain area (intra-region) or a whole area
-(inter-region). Every scheme is a callable ``scheme(batch, generator) -> Masked``.
+That is the *temporal* scheme. Notebook 4 adds the multi-task-masking (MtM) schemes: hidden bins
+predicted from the past only (causal), random neurons, part of one brain area (intra-region) or a
+whole area (inter-region). Every scheme is a callable ``scheme(batch, generator) -> Masked``.
 """
 from __future__ import annotations
 
@@ -225,27 +225,29 @@ class TemporalMasking(MaskingScheme):
 
 
 class CausalMasking(MaskingScheme):
-    """Predict the future from the past: every bin from a random cut on (at least the last one) is
-    hidden and scored, and the model attends causally, so no bin's output can look ahead.
+    """Predict each hidden bin from the past only: hide a random ``mask_ratio`` of the time bins
+    (all units, as the temporal scheme does) and attend causally, so a bin's output sees the
+    visible bins before it and nothing after it. The past of a hidden bin is visible up to the
+    bin before (or the last visible one), so this is mostly next-step prediction, with some
+    longer gaps; it mirrors the paper's code, where the causal scheme is temporal masking under
+    a causal attention mask.
 
-    ``min_visible``: at least this many bins stay visible before the cut."""
+    Why not hide everything from one cut on? Then the scored bins are forecasts up to a whole
+    trial ahead, mostly unpredictable with chaotic dynamics, and a batch holds one forecast per
+    trial: measured on the multi-region stand-in (full profile, prompted MtM), forward
+    prediction 0.31 bits/spike with the cut vs 0.44 with hidden bins under a causal mask.
+    Inputs are scored on the hidden bins; never-input units (NLB's held-out ones) on every bin."""
 
     name = "causal"
 
-    def __init__(self, min_visible: int = 1):
-        self.min_visible = min_visible
+    def __init__(self, mask_ratio: float = 0.3, mask_fn=mask_time_bins):
+        self.mask_ratio, self.mask_fn = mask_ratio, mask_fn
 
     def __call__(self, batch, generator=None) -> Masked:
-        exists, _ = unit_roles(batch)
-        n_trials, n_bins = batch.spikes.shape[:2]
-        if not 1 <= self.min_visible < n_bins:
-            raise ValueError(f"causal masking needs 1 <= min_visible < time bins ({n_bins}), got {self.min_visible}")
-        # cut ~ uniform on min_visible..n_bins-1: bins >= cut are the future
-        cut = self.min_visible + (_uniform((n_trials, 1), generator, batch.spikes.device) *
-                                  (n_bins - self.min_visible)).long()
-        future = torch.arange(n_bins, device=batch.spikes.device)[None, :] >= cut  # (B, T)
-        inputs = batch.spikes.masked_fill(future[:, :, None], 0.0)
-        return Masked(inputs, exists[:, None, :] & future[:, :, None], self.id, True)
+        exists, is_input = unit_roles(batch)
+        inputs, hidden_bins = self.mask_fn(batch.spikes, self.mask_ratio, generator)
+        scored = exists[:, None, :] & (~is_input[:, None, :] | hidden_bins[:, :, None])
+        return Masked(inputs, scored, self.id, True, hidden_bins)
 
 
 class NeuronMasking(MaskingScheme):
