@@ -148,6 +148,12 @@ def stitch_predictor(yardstick: Yardstick, profile: str, seeds=(0,), **fit_kwarg
     return np.mean(rates, axis=0)[:, :, len(yardstick.input_units):]
 
 
+def area_codes(yardstick: Yardstick) -> np.ndarray:
+    """(107,) area code per unit in the models' order (input units, then hidden): 0 = PMd, 1 = M1."""
+    order = np.concatenate([yardstick.input_units, yardstick.hidden_units])
+    return (yardstick.area[order] == "M1").astype(np.int64)
+
+
 def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbone: str = "ssm") -> np.ndarray:
     """Notebook 4B's NeuroFMX (SSM backbone, Perceiver latents, population aggregator) on the one
     session, with the heads this file allows: no behaviour here, so the encoder (co-smoothing) and
@@ -179,9 +185,11 @@ def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbo
     return predict(model, batch("test", with_targets=False))["rates"].numpy()[:, :, n_in:]
 
 
-def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,), neurofmx: bool = True) -> list[dict]:
+def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,), mtm: bool = True,
+                  neurofmx: bool = True) -> list[dict]:
     """Score the null, smoothing + GLM, NDT1-stitch (per profile and seed, and in the full profile
-    the seeds' rates averaged) and NeuroFMX (first seed); one row per model."""
+    the seeds' rates averaged), NDT1-stitch trained with MtM masking and NeuroFMX (first seed);
+    one row per model."""
     yardstick = load_yardstick(path)
     rows = []
 
@@ -203,6 +211,9 @@ def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,
                     for seed in seeds]
         if len(seeds) > 1:  # what averaging a few seeds' rates buys on small data (no extra training)
             score(f"NDT1-stitch ({profile}, {len(seeds)} seeds averaged)", lambda: np.mean(per_seed, axis=0))
+        if mtm:  # Notebook 4A's multi-task masking, its region schemes over the two arrays
+            score(f"NDT1-stitch, MtM masking ({profile}, seed {seeds[0]})",
+                  lambda: stitch_predictor(yardstick, profile, (seeds[0],), masking="mtm", unit_areas=[area_codes(yardstick)]))
         if neurofmx:
             score(f"NeuroFMX, SSM ({profile}, seed {seeds[0]})", lambda: neurofmx_predictor(yardstick, profile, seeds[0]))
     return rows
