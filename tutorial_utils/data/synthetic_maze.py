@@ -111,7 +111,8 @@ class Monkey:
 
     bias: (pool,) log firing rate at rest (Hz); weights: (pool, LATENT_DIM); area: (pool,) str;
     prep_points: (N_TARGETS * N_VERSIONS, 4) preparatory state of each condition;
-    hold_points: (N_TARGETS, 4) state while holding at each target after the reach.
+    hold_points: (N_TARGETS, 4) state while holding at each target after the reach;
+    private_gain_sd: spread of each unit's own per-trial excitability (log-normal, mean 1).
     """
 
     bias: np.ndarray
@@ -119,9 +120,14 @@ class Monkey:
     area: np.ndarray
     prep_points: np.ndarray
     hold_points: np.ndarray
+    private_gain_sd: float = PRIVATE_GAIN_SD
 
 
-def make_monkey(seed: int = 0) -> Monkey:
+def make_monkey(seed: int = 0, as_sparse_as_real: bool = True) -> Monkey:
+    """The simulated monkey. ``as_sparse_as_real=False`` gives the v2 monkey (the same draws): units
+    at 4-25 Hz with a weak condition-independent signal and no private gain noise, denser and
+    easier than the real recordings; Notebook 4C's many-session generator still uses it
+    (synthetic_sessions.py, docs/standin_v3.md)."""
     rng = np.random.default_rng(seed)
     n = POOL_PER_AREA
     area = np.array(["PMd"] * n + ["M1"] * n)
@@ -131,6 +137,8 @@ def make_monkey(seed: int = 0) -> Monkey:
     # in the real recordings (~4%, see yardstick.spiking_statistics); M1 carries more of that signal than
     # PMd, which (beside the zero-mean tuning weights) lets a linear classifier tell the areas apart.
     scale = {"PMd": (0.8, 0.25, 1.0), "M1": (0.25, 0.7, 1.9)}
+    if not as_sparse_as_real:
+        scale = {"PMd": (0.8, 0.25, 0.3), "M1": (0.25, 0.7, 0.4)}
     weights = np.zeros((2 * n, LATENT_DIM))
     for name, (s_prep, s_move, s_cis) in scale.items():
         rows = area == name
@@ -150,6 +158,8 @@ def make_monkey(seed: int = 0) -> Monkey:
                                  curvature * np.cos(angle), curvature * np.sin(angle)])
             points.append(mixing @ features + rng.normal(0, 0.3, 4))
     hold_points = rng.normal(0, 0.5, (N_TARGETS, 4))
+    if not as_sparse_as_real:
+        return Monkey(np.log(4.0 + 21.0 * rate_quantile), weights, area, np.array(points), hold_points, 0.0)
     monkey = Monkey(np.zeros(2 * n), weights, area, np.array(points), hold_points)
     # Set each unit's resting rate so that its mean rate over the task is its target rate.
     gain = np.exp(_reference_latents(monkey) @ weights.T).mean(axis=0)  # (pool,) mean of exp(weights @ latent)
@@ -276,8 +286,9 @@ def simulate_trials(n: int, units: np.ndarray, monkey: Monkey, rng: np.random.Ge
         target_on_rel = start + 100 - move
         latents = trial_latents(t_rel, target, version, target_on_rel, monkey, rng)
         rates = rates_hz(latents, bias, weights)
-        # each unit's own excitability this trial (mean 1, so the expected rates stay true_rates')
-        rates = rates * np.exp(PRIVATE_GAIN_SD * rng.normal(size=len(units)) - PRIVATE_GAIN_SD**2 / 2)
+        if monkey.private_gain_sd > 0:  # each unit's own excitability this trial (mean 1: true_rates stay exact)
+            sd = monkey.private_gain_sd
+            rates = rates * np.exp(sd * rng.normal(size=len(units)) - sd**2 / 2)
         counts = rng.poisson(rates / 1000.0)
         ms, unit = np.nonzero(counts)
         spike_ms.append(np.repeat(start + ms, counts[ms, unit]))
