@@ -22,6 +22,7 @@ from tutorial_utils.models import NDT1, NDT1Stitch, add_session, causal_attentio
 from tutorial_utils.runtime import get_profile  # noqa: E402
 
 PLANTED_LAG_MS = 100  # synthetic_maze.LAG_MS: the stand-in's hand follows its movement latents by this much
+WIENER_FLOOR, SMOOTHED_RIDGE_FLOOR, CAUSAL_FLOOR = 0.55, 0.5, 0.7  # measured 0.65, 0.62, 0.85 (stand-in v3, 20 ms)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def _load(name, bin_ms, data_dir):
 
 @pytest.fixture(scope="module")
 def small(data_dir):
-    return _load("mc_maze_small", 5, data_dir)
+    return _load("mc_maze_small", 20, data_dir)  # Notebook 3's bins
 
 
 def _random_trials(n_trials=6, n_bins=24, n_units=5, d=2, seed=0):
@@ -138,17 +139,20 @@ def test_streaming_runs_in_the_same_precision_as_the_batch(monkeypatch):
 # --- R^2 floors on the stand-in ---------------------------------------------------------------
 
 def test_decoders_clear_r2_floors_on_the_stand_in(small):
+    # Floors a little under what the stand-in v3 (as sparse as the real recordings) gives
     train_trials, test_trials = small.trials("train"), small.trials("val")
     lag = PLANTED_LAG_MS // small.bin_ms
     velocity = small.hand_vel
     wiener = decoding.WienerFilter.fit(small.heldin_spikes[train_trials], velocity[train_trials], lag,
                                        history_bins=(4, 16))
     assert wiener.history_bins == 16  # longer history validates better here
-    assert wiener.score(small.heldin_spikes[test_trials], velocity[test_trials]) > 0.75
+    wiener_r2 = wiener.score(small.heldin_spikes[test_trials], velocity[test_trials])
+    assert wiener_r2 > WIENER_FLOOR, wiener_r2
 
-    smoothed = decoding.smooth_counts(small.heldin_spikes, 4.0)
+    smoothed = decoding.smooth_counts(small.heldin_spikes, 2.0)
     ridge = decoding.RidgeDecoder.fit(smoothed[train_trials], velocity[train_trials], lag)
-    assert ridge.score(smoothed[test_trials], velocity[test_trials]) > 0.8
+    ridge_r2 = ridge.score(smoothed[test_trials], velocity[test_trials])
+    assert ridge_r2 > SMOOTHED_RIDGE_FLOOR, ridge_r2
 
     fit, early_stop = train_trials[:60], train_trials[60:]
     all_spikes = small.all_spikes()
@@ -156,7 +160,8 @@ def test_decoders_clear_r2_floors_on_the_stand_in(small):
                                          lag_bins=lag, n_heldout=small.heldout_spikes.shape[2], epochs=30,
                                          lr=2e-3, progress=False)
     assert set(fitted.history.train_parts) == {"velocity", "poisson"}
-    assert fitted.score(small.heldin_spikes[test_trials], velocity[test_trials]) > 0.7
+    causal_r2 = fitted.score(small.heldin_spikes[test_trials], velocity[test_trials])
+    assert causal_r2 > CAUSAL_FLOOR, causal_r2
 
 
 # --- bad input --------------------------------------------------------------------------------
@@ -232,7 +237,10 @@ def test_load_or_fit_trains_once_then_loads(tmp_path):
     second, loaded = tutorial_utils.api.load_or_fit(path, fit)
     assert loaded and len(calls) == 1
     torch.testing.assert_close(second.model.state_dict(), first.model.state_dict())
-    assert "quick_synthetic" in tutorial_utils.api.model_cache_path("nb2", True, get_profile("quick")).name
+    name = tutorial_utils.api.model_cache_path("nb2", True, get_profile("quick")).name
+    # a model trained on an older stand-in must not be loaded for regenerated data
+    assert name.endswith(f"quick_synthetic-v{synthetic_maze.GENERATOR_VERSION}.pt")
+    assert tutorial_utils.api.model_cache_path("nb2", False, get_profile("quick")).name == "nb2_quick_real.pt"
 
 
 def test_add_session_keeps_the_trained_weights():

@@ -186,10 +186,12 @@ def test_lag_search_recovers_planted_lag(session):
     # Rates are exp(latents), so even the truth is not an exact linear readout: on the v2 stand-in
     # (72 PMd / 70 M1 units) the best lag measured 110 ms, so allow two 5 ms bins.
     assert abs(_best_lag_ms(session, truth) - synthetic_maze.LAG_MS) <= 10
-    # From 75 noisy training trials the R^2 peak is broad: 90 ms on the v1 stand-in, 115 ms on v2.
+    # From 75 noisy training trials the R^2 peak is broad: 90 ms on the v1 stand-in, 115 ms on v2,
+    # 135 ms on v3 (as sparse as the real recordings; averaging two sessions' curves, as Notebook 3
+    # and test_decoding do, finds the planted lag).
     spikes = session.all_spikes()
     smoothed = gaussian_filter1d(spikes, 20 / session.bin_ms, axis=1)
-    assert abs(_best_lag_ms(session, smoothed) - synthetic_maze.LAG_MS) <= 20
+    assert abs(_best_lag_ms(session, smoothed) - synthetic_maze.LAG_MS) <= 40
 
 
 def test_plot_says_synthetic(session):
@@ -344,3 +346,13 @@ def test_two_processes_fill_an_empty_cache(tmp_path):
     assert sums[0] == sums[1]
     leftovers = [p.name for p in tmp_path.rglob("*") if "partial" in p.name]
     assert not leftovers, leftovers
+
+
+def test_smoothing_baseline_is_as_strong_at_20_ms_as_at_5_ms(session, cache_dir):
+    """The GLM's penalty grows with the bin width (its loss is a mean over bins whose counts grow
+    with the width); with a fixed penalty 20 ms bins scored 0.026 co-bps against 0.097 at 5 ms."""
+    from tutorial_utils.data.nlb import heldout_bits_per_spike, smoothing_baseline
+
+    scores = {bin_ms: heldout_bits_per_spike(s, smoothing_baseline(s)[1])
+              for bin_ms, s in ((5, session), (20, load(cache_dir, 20, synthetic=True)))}
+    assert scores[5] > 0.05 and abs(scores[20] - scores[5]) < 0.03, scores

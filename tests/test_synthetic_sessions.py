@@ -54,7 +54,7 @@ def test_nested_and_deterministic(sessions):
 def test_rates_are_the_shared_monkey_with_this_sessions_drift(sessions):
     """Ground truth: each unit's rate is the pool unit's tuning with this session's gain and
     baseline shift, driven by the shared latent model; the spikes are drawn from those rates."""
-    monkey = synthetic_maze.make_monkey(0)
+    monkey = synthetic_maze.make_monkey(0, as_sparse_as_real=False)  # the v2 monkey (synthetic_sessions.py)
     for s in sessions:
         units = s.pool_index
         bias = monkey.bias[units] + s.baseline_shift

@@ -78,9 +78,12 @@ def model_cache_path(tag: str, synthetic: bool, profile: Profile | None = None) 
 
     The name carries the profile and whether the data were the synthetic stand-in
     (``session.is_synthetic``), so a quick run never picks up a full one, nor real data a
-    stand-in model."""
+    stand-in model; a stand-in model also carries the generator version, so a model trained on an
+    older stand-in is never loaded for the regenerated data."""
+    from .data.synthetic_maze import GENERATOR_VERSION
+
     profile = profile or get_profile()
-    source = "synthetic" if synthetic else "real"
+    source = f"synthetic-v{GENERATOR_VERSION}" if synthetic else "real"
     return data_dir() / "models" / f"{tag}_{profile.name}_{source}.pt"
 
 

@@ -49,7 +49,11 @@ class Profile:
     # training trials): a narrow model, strong dropout, input-unit dropout, small batches and
     # long training with a cosine schedule, chosen on the real-data yardstick (yardstick.py).
     stitch_epochs: int
-    stitch_max_steps: int | None  # caps the epochs on big data (many sessions) so a fit keeps its time budget
+    # caps the epochs on big data (many sessions) so a fit keeps its time budget. Quick: 7000 lets
+    # mc_maze_small + medium on 20 ms bins (Notebooks 2-3, 33 steps an epoch) train all 200 epochs;
+    # at the real firing rates the velocity-related structure is learned late (2000 steps: frozen
+    # latents decode velocity at R^2 0.6, 6600: 0.83)
+    stitch_max_steps: int | None
     stitch_batch_size: int
     stitch_patience: int  # epochs without a better validation loss before stopping
     stitch_d_model: int  # width of the shared latent space
@@ -99,7 +103,7 @@ PROFILES = {
     "quick": Profile(
         name="quick", lorenz_trials=600, ndt1_epochs=70, ndt1_patience=20, batch_size=32, ndt1_dropout=0.1,
         ndt1_input_dropout=0.0, ablation_trials=300, ablation_epochs=25,
-        stitch_epochs=200, stitch_max_steps=2000, stitch_batch_size=8, stitch_patience=50, stitch_d_model=32,
+        stitch_epochs=200, stitch_max_steps=7000, stitch_batch_size=8, stitch_patience=50, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
         # Notebook 4B

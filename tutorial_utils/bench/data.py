@@ -57,14 +57,11 @@ def bench_real(profile_name: str | None = None, seeds=None) -> dict:
 
     profile = get_profile(profile_name)
     real, stand_in = yardstick.load_yardstick(), yardstick.load_stand_in_yardstick()
-    statistics = {"real": yardstick.spiking_statistics(real.counts),
-                  "stand-in": yardstick.spiking_statistics(stand_in.counts)}
-    for name, data in (("real", real), ("stand-in", stand_in)):  # how much the smoothing baseline gets
-        statistics[name]["smoothing_co_bps"] = yardstick.co_bps(data, yardstick.smoothing_predictor(data))
+    statistics = {"real": yardstick.hardness_statistics(real), "stand-in": yardstick.hardness_statistics(stand_in)}
     print(f"{'statistic':<18}{'real':>10}{'stand-in':>10}   tolerance")
     for key in statistics["real"]:
         tolerance = yardstick.STAND_IN_TOLERANCE.get(key)
-        tolerance = "" if tolerance is None else f"+-{tolerance:.0%}" if key == "rate_hz_median" else f"+-{tolerance}"
+        tolerance = "" if tolerance is None else f"x/ {tolerance}" if key == "rate_hz_median" else f"+- {tolerance}"
         print(f"{key:<18}{statistics['real'][key]:>10.3f}{statistics['stand-in'][key]:>10.3f}   {tolerance}")
     # full: three seeds, each scored alone and with their rates averaged
     seeds = seeds or ((0, 1, 2) if profile.name == "full" else (0,))

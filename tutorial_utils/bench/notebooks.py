@@ -55,7 +55,6 @@ def bench_lorenz_lfads(profile_name: str | None = None, seeds=(0, 1)) -> dict:
 
     from ..api import fit_ndt1
     from ..data.lorenz import make_lorenz_config
-
     from ..runtime import Profile
 
     profile = profile_name if isinstance(profile_name, Profile) else get_profile(profile_name)
@@ -79,6 +78,9 @@ def bench_lorenz_lfads(profile_name: str | None = None, seeds=(0, 1)) -> dict:
     return result
 
 
+MAZE_BIN_MS = 20  # Notebooks 2-3 bin mc_maze at 20 ms (at real firing rates 5 ms bins are too sparse to learn from quickly)
+
+
 def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
     """Notebook 2's mc_maze measurements: co-bps alone vs stitched, area decoding, the swap."""
     import copy
@@ -89,7 +91,7 @@ def bench_nb2(profile_name: str | None = None, seed: int = 0) -> dict:
 
     profile = get_profile(profile_name)
     names = ["mc_maze_small", "mc_maze_medium"] + (["mc_maze_large"] if profile.name == "full" else [])
-    sessions = [load_mc_maze(name, bin_ms=5) for name in names]
+    sessions = [load_mc_maze(name, bin_ms=MAZE_BIN_MS) for name in names]
     small = sessions[0]
 
     def fit(chosen):
@@ -135,7 +137,7 @@ def bench_nb3(profile_name: str | None = None, seed: int = 0) -> dict:
     profile, device = get_profile(profile_name), get_device()
     seed_everything(seed)
     names = ["mc_maze_small", "mc_maze_medium"] + (["mc_maze_large"] if profile.name == "full" else [])
-    sessions = [load_mc_maze(name, bin_ms=5) for name in names]
+    sessions = [load_mc_maze(name, bin_ms=MAZE_BIN_MS) for name in names]
     small = sessions[0]
     train_trials, test_trials = small.trials("train"), small.trials("val")
     velocity, bin_ms = small.hand_vel, small.bin_ms

@@ -15,6 +15,15 @@ The generative model, in one paragraph. A 9-dimensional latent state drives ever
 * 1 **condition-independent** dimension: a large "go" signal that rises just before movement.
 
 Each unit fires as an inhomogeneous Poisson process with rate ``exp(bias + weights @ latent)``.
+The biases are set so the units fire as sparsely as real sorted units do (median 3.3 Hz, many
+near-silent units; see :func:`target_rates_hz`), the condition-independent signal is strong
+enough that the trial-averaged PSTH explains as much variance as in the real recordings, and each
+unit's excitability varies from trial to trial on its own (``PRIVATE_GAIN_SD``), so the population
+predicts a unit less well than its shared latent state alone would. With these, the stand-in's
+spiking statistics (rates, empty bins, Fano factor, PSTH share, modulation depth, what smoothing
++ GLM scores) match the real mc_maze_small file's within ``yardstick.STAND_IN_TOLERANCE``
+(tests/test_yardstick.py): co-smoothing on it is about as hard as on real data. (Before v3 the
+units fired ~7x more, and every model looked better than it would on real recordings.)
 PMd units weight the preparatory dimensions heavily, M1 units the movement ones. Hand velocity is
 an exact linear readout of the movement dimensions ``LAG_MS`` earlier, so a decoder's lag search
 has a right answer. One shared "monkey" (the unit pool and condition geometry) drives all four
@@ -64,9 +73,16 @@ POOL_PER_AREA = 200  # the simulated monkey has this many PMd and this many M1 u
 LATENT_DIM = 9  # 4 preparatory + 4 movement + 1 condition-independent
 PREP, MOVE, CIS = slice(0, 4), slice(4, 8), slice(8, 9)
 SYNTHETIC_LABEL = "SYNTHETIC STAND-IN"
-GENERATOR_VERSION = 2  # bump when the model or file layout changes, so cached files are regenerated
+# Firing rates as sparse as the real recordings' (see target_rates_hz): median, and the spread of
+# log rate below and above it.
+RATE_MEDIAN_HZ, RATE_LOG_SD_BELOW, RATE_LOG_SD_ABOVE = 3.3, 1.62, 0.90
+GENERATOR_VERSION = 3  # bump when the model or file layout changes, so cached files are regenerated
 TEST_GAP_MS = 100  # test files hold each trial's NLB window only, laid back to back with this gap
 NLB_WINDOW_MS = (-250, 450)
+# Each unit's own excitability varies from trial to trial (log-normal gain, shared with no other
+# unit): real units are noisier than their shared latent state says, which is what keeps the
+# smoothing baseline's co-bps and the Fano factor at the real file's values (v3).
+PRIVATE_GAIN_SD = 0.3
 
 
 @dataclass(frozen=True)
@@ -95,7 +111,8 @@ class Monkey:
 
     bias: (pool,) log firing rate at rest (Hz); weights: (pool, LATENT_DIM); area: (pool,) str;
     prep_points: (N_TARGETS * N_VERSIONS, 4) preparatory state of each condition;
-    hold_points: (N_TARGETS, 4) state while holding at each target after the reach.
+    hold_points: (N_TARGETS, 4) state while holding at each target after the reach;
+    private_gain_sd: spread of each unit's own per-trial excitability (log-normal, mean 1).
     """
 
     bias: np.ndarray
@@ -103,15 +120,25 @@ class Monkey:
     area: np.ndarray
     prep_points: np.ndarray
     hold_points: np.ndarray
+    private_gain_sd: float = PRIVATE_GAIN_SD
 
 
-def make_monkey(seed: int = 0) -> Monkey:
+def make_monkey(seed: int = 0, as_sparse_as_real: bool = True) -> Monkey:
+    """The simulated monkey. ``as_sparse_as_real=False`` gives the v2 monkey (the same draws): units
+    at 4-25 Hz with a weak condition-independent signal and no private gain noise, denser and
+    easier than the real recordings; Notebook 4C's many-session generator still uses it
+    (synthetic_sessions.py, docs/standin_v3.md)."""
     rng = np.random.default_rng(seed)
     n = POOL_PER_AREA
     area = np.array(["PMd"] * n + ["M1"] * n)
-    bias = np.log(rng.uniform(4.0, 25.0, size=2 * n))
+    rate_quantile = rng.uniform(size=2 * n)  # each unit's place in the firing-rate distribution
     # Per-area weight scales on (prep, move, cis): PMd is mostly preparatory, M1 mostly movement.
-    scale = {"PMd": (0.8, 0.25, 0.3), "M1": (0.25, 0.7, 0.4)}
+    # The large condition-independent weights give the trial-averaged PSTH the share of the variance it has
+    # in the real recordings (~4%, see yardstick.spiking_statistics); M1 carries more of that signal than
+    # PMd, which (beside the zero-mean tuning weights) lets a linear classifier tell the areas apart.
+    scale = {"PMd": (0.8, 0.25, 1.0), "M1": (0.25, 0.7, 1.9)}
+    if not as_sparse_as_real:
+        scale = {"PMd": (0.8, 0.25, 0.3), "M1": (0.25, 0.7, 0.4)}
     weights = np.zeros((2 * n, LATENT_DIM))
     for name, (s_prep, s_move, s_cis) in scale.items():
         rows = area == name
@@ -131,7 +158,36 @@ def make_monkey(seed: int = 0) -> Monkey:
                                  curvature * np.cos(angle), curvature * np.sin(angle)])
             points.append(mixing @ features + rng.normal(0, 0.3, 4))
     hold_points = rng.normal(0, 0.5, (N_TARGETS, 4))
-    return Monkey(bias, weights, area, np.array(points), hold_points)
+    if not as_sparse_as_real:
+        return Monkey(np.log(4.0 + 21.0 * rate_quantile), weights, area, np.array(points), hold_points, 0.0)
+    monkey = Monkey(np.zeros(2 * n), weights, area, np.array(points), hold_points)
+    # Set each unit's resting rate so that its mean rate over the task is its target rate.
+    gain = np.exp(_reference_latents(monkey) @ weights.T).mean(axis=0)  # (pool,) mean of exp(weights @ latent)
+    bias = np.log(target_rates_hz(rate_quantile)) - np.log(gain)
+    return Monkey(bias, weights, area, monkey.prep_points, hold_points)
+
+
+def target_rates_hz(quantile: np.ndarray) -> np.ndarray:
+    """Mean firing rates (Hz) at the given quantiles of the real recordings' rate distribution.
+
+    Sorted units in real MC_Maze fire sparsely and with a long tail of near-silent units: in the
+    real mc_maze_small test file the units' mean rates have median 3.3 Hz, 10th percentile 0.41 Hz
+    and 90th percentile 10.4 Hz. A log-normal with a wider lower than upper half (a split normal in
+    log rate) puts these three quantiles where the real ones are.
+    """
+    from scipy.stats import norm
+
+    z = norm.ppf(np.clip(quantile, 1e-6, 1 - 1e-6))
+    spread = np.where(z < 0, RATE_LOG_SD_BELOW, RATE_LOG_SD_ABOVE)
+    return np.exp(np.log(RATE_MEDIAN_HZ) + spread * z)
+
+
+def _reference_latents(monkey: Monkey) -> np.ndarray:
+    """(samples, LATENT_DIM) latent states over the NLB window of one typical trial per condition."""
+    rng = np.random.default_rng(12345)
+    t_ms = np.arange(*NLB_WINDOW_MS)
+    return np.concatenate([trial_latents(t_ms, target, version, -700, monkey, rng)
+                           for target in range(N_TARGETS) for version in range(N_VERSIONS)])
 
 
 # ---------------------------------------------------------------- one trial
@@ -229,7 +285,11 @@ def simulate_trials(n: int, units: np.ndarray, monkey: Monkey, rng: np.random.Ge
         t_rel = np.arange(start, stop) - move  # 1 ms grid relative to movement onset
         target_on_rel = start + 100 - move
         latents = trial_latents(t_rel, target, version, target_on_rel, monkey, rng)
-        counts = rng.poisson(rates_hz(latents, bias, weights) / 1000.0)
+        rates = rates_hz(latents, bias, weights)
+        if monkey.private_gain_sd > 0:  # each unit's own excitability this trial (mean 1: true_rates stay exact)
+            sd = monkey.private_gain_sd
+            rates = rates * np.exp(sd * rng.normal(size=len(units)) - sd**2 / 2)
+        counts = rng.poisson(rates / 1000.0)
         ms, unit = np.nonzero(counts)
         spike_ms.append(np.repeat(start + ms, counts[ms, unit]))
         spike_unit.append(np.repeat(unit, counts[ms, unit]))

@@ -2,7 +2,8 @@
 
 A foundation model is pretrained on many recordings and then adapted to a new one. This module
 makes such a collection offline: one simulated monkey (the unit pool and reach geometry of
-:mod:`.synthetic_maze`, whose simulator it reuses) recorded in ``n_sessions`` sessions. What the
+:mod:`.synthetic_maze`, whose simulator it reuses, with its v2 firing rates: 4-25 Hz, denser and
+easier than the real recordings and the mc_maze stand-in v3) recorded in ``n_sessions`` sessions. What the
 sessions share and what they do not:
 
 * **shared**: the latent dynamics (preparation, reach rotation, "go" signal) and how hand
@@ -136,7 +137,9 @@ def simulate_sessions(n_sessions: int, n_trials: int = 100, seed: int = 0, *, bi
         raise ValueError(expected)
     if not (np.isfinite(drift) and drift >= 0):
         raise ValueError(f"drift must be a non-negative number, got {drift!r}")
-    monkey = synthetic_maze.make_monkey(seed)
+    # The v2 monkey, denser than the real recordings: at the real rates (the mc_maze stand-in v3)
+    # few-shot adaptation from 10 trials fails in Notebook 4C's quick budget (docs/standin_v3.md).
+    monkey = synthetic_maze.make_monkey(seed, as_sparse_as_real=False)
     return [_simulate_session(index, monkey, n_trials, seed, int(bin_ms), (low, high), float(drift))
             for index in range(n_sessions)]
 
