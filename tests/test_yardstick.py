@@ -69,3 +69,20 @@ def test_the_rate_tolerance_is_a_factor_either_way():
     assert yardstick.stand_in_mismatches(real, real | {"rate_hz_median": 2.1}) == {}
     assert set(yardstick.stand_in_mismatches(real, real | {"rate_hz_median": 1.9})) == {"rate_hz_median"}
     assert set(yardstick.stand_in_mismatches(real, real | {"fano_100ms": 0.3})) == {"fano_100ms"}
+
+
+def test_area_codes_follow_the_models_unit_order(real):
+    codes = yardstick.area_codes(real)
+    n_in = len(real.input_units)
+    assert codes.shape == (107,) and set(codes.tolist()) == {0, 1}
+    assert (codes[n_in:] == 0).sum() == 13 and (codes[n_in:] == 1).sum() == 14  # the hidden units: 13 PMd, 14 M1
+    assert (codes[:n_in] == (real.area[real.input_units] == "M1")).all()
+
+
+def test_neurofmx_row_predicts_the_hidden_units_of_the_test_trials(real, monkeypatch):
+    from tutorial_utils import runtime
+    quick = runtime.get_profile("quick", nfmx_epochs=1)
+    monkeypatch.setattr(runtime, "get_profile", lambda name=None, **change: quick)
+    rates = yardstick.neurofmx_predictor(real, "quick")
+    assert rates.shape == (25, 70, 27) and np.isfinite(rates).all() and (rates > 0).all()
+    assert np.isfinite(yardstick.co_bps(real, rates))
