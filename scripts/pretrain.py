@@ -15,6 +15,7 @@ objective is fit_ndt1_stitch's (masked Poisson likelihood, held-out units predic
 rest); the forward/backward pass and the clipped optimizer step are the course's own
 (training.py). Rank 0 writes OUT_DIR/log.jsonl (loss, windows/s, tokens/s) and checkpoints.
 """
+import gc
 import json
 from contextlib import nullcontext
 from itertools import islice
@@ -126,6 +127,11 @@ def main(argv=None) -> None:
 
     if window_log is not None:
         window_log.close()
+    # Free what holds communication state (DDP's reducer, the loader's iterator) while Python is fully
+    # alive, then leave the group together: gloo objects freed during interpreter shutdown can abort
+    # a rank ("terminate called without an active exception").
+    ddp_model = batches = None
+    gc.collect()
     distributed.teardown(context)
 
 

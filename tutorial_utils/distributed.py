@@ -64,7 +64,10 @@ def setup(device: str | None = None) -> Context:
 
 
 def teardown(context: Context) -> None:
+    """Leave the process group, all ranks together (a rank tearing down while another still talks
+    to it can crash the other)."""
     if context.backend is not None:
+        dist.barrier()
         dist.destroy_process_group()
 
 
