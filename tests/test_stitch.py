@@ -189,3 +189,26 @@ def test_notebook2_swap_check(capsys):
     exercises.check_swap_session_parts(embedding_only)
     out = capsys.readouterr().out
     assert out.count("[ok]") == 1 and "read-in weight" in out
+
+
+def test_read_outs_can_start_at_the_units_mean_rates():
+    from tutorial_utils import fit_ndt1_stitch
+    from tutorial_utils.models.stitch import start_at_mean_rates
+    from tutorial_utils.runtime import get_profile
+
+    g = torch.Generator().manual_seed(0)
+    sessions = [torch.poisson(torch.full((30, 10, n), 0.05), generator=g) for n in (4, 3)]  # sparse: real-like
+    model = NDT1Stitch([4, 3], 10, n_outputs=[4, 3], d_model=8)
+    start_at_mean_rates(model, sessions)
+    for read_out, counts in zip(model.read_out, sessions):
+        torch.testing.assert_close(read_out.bias, counts.mean((0, 1)).clamp(min=1e-3).log())
+    with pytest.raises(ValueError, match="units for a read-out of"):
+        start_at_mean_rates(model, sessions[::-1])
+    # through the API: after one epoch the rates are near the data's mean with the option, far without
+    one_epoch = get_profile("quick", stitch_epochs=1)
+    mean_rate = {}
+    for option in (False, True):
+        fitted = fit_ndt1_stitch(sessions, profile=one_epoch, progress=False, start_at_mean_rates=option)
+        mean_rate[option] = fitted.predict_rates(sessions[0], session=0).mean()
+    data_mean = float(sessions[0].mean())
+    assert 0.7 < mean_rate[True] / data_mean < 1.4 and mean_rate[False] / data_mean > 2, (mean_rate, data_mean)

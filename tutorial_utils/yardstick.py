@@ -214,6 +214,13 @@ def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,
         if mtm:  # Notebook 4A's multi-task masking, its region schemes over the two arrays
             score(f"NDT1-stitch, MtM masking ({profile}, seed {seeds[0]})",
                   lambda: stitch_predictor(yardstick, profile, (seeds[0],), masking="mtm", unit_areas=[area_codes(yardstick)]))
+        # the same two, their read-outs started at the units' mean rates (fit_ndt1_stitch's option)
+        score(f"NDT1-stitch, mean-rate start ({profile}, seed {seeds[0]})",
+              lambda: stitch_predictor(yardstick, profile, (seeds[0],), start_at_mean_rates=True))
+        if mtm:
+            score(f"NDT1-stitch, MtM, mean-rate start ({profile}, seed {seeds[0]})",
+                  lambda: stitch_predictor(yardstick, profile, (seeds[0],), masking="mtm",
+                                           unit_areas=[area_codes(yardstick)], start_at_mean_rates=True))
         if neurofmx:
             score(f"NeuroFMX, SSM ({profile}, seed {seeds[0]})", lambda: neurofmx_predictor(yardstick, profile, seeds[0]))
     return rows

@@ -181,6 +181,19 @@ def swap_session_parts(model: NDT1Stitch, source: int, target: int) -> None:
         model.session_embedding.weight[target] = model.session_embedding.weight[source]
 
 
+@torch.no_grad()
+def start_at_mean_rates(model: NDT1Stitch, sessions: list[torch.Tensor]) -> None:
+    """Set each session's read-out bias to the log of its units' mean count per bin in ``sessions``
+    ((trials_s, T, N_out[s]) counts, one per session), so an untrained model predicts each unit's
+    mean rate (0 bits/spike) instead of about one spike per bin. At real firing rates (a few
+    hundredths of a spike per 10 ms bin) a short run otherwise ends below the mean-rate model."""
+    for read_out, counts in zip(model.read_out, sessions):
+        mean = torch.as_tensor(counts, dtype=torch.float32).mean(dim=(0, 1)).clamp(min=1e-3)
+        if mean.shape != read_out.bias.shape:
+            raise ValueError(f"counts with {mean.numel()} units for a read-out of {read_out.bias.numel()}")
+        read_out.bias.copy_(mean.log().to(read_out.bias.device))
+
+
 def trainable_only(model: NDT1Stitch, session: int, read_out: bool = False) -> None:
     """Freeze everything but session ``session``'s read-in and the session embedding (and, with
     ``read_out=True``, its read-out: needed for a session the model has never seen)."""
