@@ -65,9 +65,10 @@ def test_the_stand_in_is_as_hard_as_the_real_file(real):
 
 def test_the_rate_tolerance_is_a_factor_either_way():
     real = {key: 0.0 for key in yardstick.STAND_IN_TOLERANCE} | {"rate_hz_median": 3.0}
-    assert yardstick.stand_in_mismatches(real, real | {"rate_hz_median": 4.4}) == {}
-    assert yardstick.stand_in_mismatches(real, real | {"rate_hz_median": 2.1}) == {}
-    assert set(yardstick.stand_in_mismatches(real, real | {"rate_hz_median": 1.9})) == {"rate_hz_median"}
+    assert yardstick.stand_in_mismatches(real, real | {"rate_hz_median": 3.8}) == {}
+    assert yardstick.stand_in_mismatches(real, real | {"rate_hz_median": 2.4}) == {}
+    assert set(yardstick.stand_in_mismatches(real, real | {"rate_hz_median": 2.2})) == {"rate_hz_median"}
+    assert set(yardstick.stand_in_mismatches(real, real | {"rate_hz_median": 4.0})) == {"rate_hz_median"}
     assert set(yardstick.stand_in_mismatches(real, real | {"fano_100ms": 0.3})) == {"fano_100ms"}
 
 

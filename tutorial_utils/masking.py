@@ -8,7 +8,7 @@ whole area (inter-region). Every scheme is a callable ``scheme(batch, generator)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -224,7 +224,7 @@ class TemporalMasking(MaskingScheme):
         return Masked(inputs, scored, self.id, False, hidden_bins)
 
 
-class CausalMasking(MaskingScheme):
+class CausalMasking(TemporalMasking):
     """Predict each hidden bin from the past only: hide a random ``mask_ratio`` of the time bins
     (all units, as the temporal scheme does) and attend causally, so a bin's output sees the
     visible bins before it and nothing after it. The past of a hidden bin is visible up to the
@@ -241,13 +241,10 @@ class CausalMasking(MaskingScheme):
     name = "causal"
 
     def __init__(self, mask_ratio: float = 0.3, mask_fn=mask_time_bins):
-        self.mask_ratio, self.mask_fn = mask_ratio, mask_fn
+        super().__init__(mask_ratio, mask_fn)
 
     def __call__(self, batch, generator=None) -> Masked:
-        exists, is_input = unit_roles(batch)
-        inputs, hidden_bins = self.mask_fn(batch.spikes, self.mask_ratio, generator)
-        scored = exists[:, None, :] & (~is_input[:, None, :] | hidden_bins[:, :, None])
-        return Masked(inputs, scored, self.id, True, hidden_bins)
+        return replace(super().__call__(batch, generator), causal=True)  # the temporal scheme's masks
 
 
 class NeuronMasking(MaskingScheme):

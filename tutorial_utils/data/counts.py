@@ -73,3 +73,13 @@ def _check_shape(array, name: str, n_neurons: int | None, first_units: int | Non
         raise ValueError(f"{name}: expected {n_neurons} neurons (as in the training data), got {shape[2]}")
     if first_units is not None and shape[2] < first_units:
         raise ValueError(f"{name}: expected at least {first_units} units (the model's input units), got {shape[2]}")
+
+
+def log_mean_rates(counts, floor: float = 1e-3) -> torch.Tensor:
+    """(N,) log of each unit's mean count per bin in (trials, T, N) ``counts``, floored at ``floor``
+    so silent units stay finite: the log-rates of the mean-rate model, where a Poisson read-out
+    should start (an untrained one predicts about one spike per bin)."""
+    counts = torch.as_tensor(counts, dtype=torch.float32)
+    if counts.dim() != 3:
+        raise ValueError(f"counts must be (trials, time bins, units), got shape {tuple(counts.shape)}")
+    return counts.mean(dim=(0, 1)).clamp(min=floor).log()

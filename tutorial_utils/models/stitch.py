@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..data.counts import log_mean_rates
 from .ndt1 import TransformerCore
 
 
@@ -188,10 +189,10 @@ def start_at_mean_rates(model: NDT1Stitch, sessions: list[torch.Tensor]) -> None
     mean rate (0 bits/spike) instead of about one spike per bin. At real firing rates (a few
     hundredths of a spike per 10 ms bin) a short run otherwise ends below the mean-rate model."""
     for read_out, counts in zip(model.read_out, sessions):
-        mean = torch.as_tensor(counts, dtype=torch.float32).mean(dim=(0, 1)).clamp(min=1e-3)
-        if mean.shape != read_out.bias.shape:
-            raise ValueError(f"counts with {mean.numel()} units for a read-out of {read_out.bias.numel()}")
-        read_out.bias.copy_(mean.log().to(read_out.bias.device))
+        log_rates = log_mean_rates(counts)
+        if log_rates.shape != read_out.bias.shape:
+            raise ValueError(f"counts with {log_rates.numel()} units for a read-out of {read_out.bias.numel()}")
+        read_out.bias.copy_(log_rates.to(read_out.bias.device))
 
 
 def trainable_only(model: NDT1Stitch, session: int, read_out: bool = False) -> None:

@@ -16,6 +16,8 @@ import copy
 import torch
 from torch import nn
 
+from ...data.counts import log_mean_rates
+
 
 class UnitIDAdapter(nn.Module):
     """The unit embeddings of one session: () -> (n_units, D), and each unit's baseline log-rate (n_units,).
@@ -104,4 +106,4 @@ def set_baseline_rates(model, session: int, counts: torch.Tensor) -> None:
     if counts.dim() != 3 or counts.shape[2] != adapter.n_units:
         raise ValueError(f"counts must be (trials, time bins, {adapter.n_units} units) for session {session}, "
                          f"got {tuple(counts.shape)}")
-    adapter.log_rate_bias.copy_(counts.mean((0, 1)).clamp(min=1e-3).log().to(adapter.log_rate_bias.device))
+    adapter.log_rate_bias.copy_(log_mean_rates(counts).to(adapter.log_rate_bias.device))
