@@ -196,6 +196,25 @@ def test_chunk_cumsum_by_loop_equals_torch_cumsum_both_ways():
             torch.testing.assert_close(_cumsum_chunks(x.clone(), backwards=backwards, loop=loop), want)
 
 
+def test_both_ways_over_the_chunks_equal_a_loop_also_in_blocks_and_from_a_given_state():
+    from tutorial_utils.models.parallel_scan import _scan_over_chunks_at_once, _scan_over_chunks_by_doubling
+
+    g = torch.Generator().manual_seed(3)
+    log_decay = -3 * torch.rand(2, 3, 11, 4, generator=g, dtype=torch.float64)   # (b, d, c, n)
+    value, initial = torch.randn(2, 3, 11, 4, generator=g, dtype=torch.float64), torch.randn(2, 3, 4, generator=g,
+                                                                                              dtype=torch.float64)
+    state, want = initial, []
+    for c in range(11):
+        want.append(state)
+        state = log_decay[:, :, c].exp() * state + value[:, :, c]
+    want = torch.stack(want, 2)
+    results = [_scan_over_chunks_by_doubling(log_decay.exp(), value, initial)]
+    results += [_scan_over_chunks_at_once(log_decay, value, initial, block) for block in (64, 4, 1)]
+    for entering, last in results:
+        torch.testing.assert_close(entering, want, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(last, state, rtol=1e-12, atol=1e-12)
+
+
 def test_the_gpu_route_of_the_parallel_scan_gives_the_same_values_and_gradients(monkeypatch):
     from tutorial_utils.models import parallel_scan
 

@@ -46,8 +46,11 @@ Only the inputs, E and h are kept for the backward pass (autograd through the fo
 and replay about a dozen (b, d, l, n) intermediates). The backward pass is not differentiable itself:
 for second derivatives use the sequential scan.
 
-Speed notes (CPU, where memory traffic sets the speed): big tensors are updated in place; the
-exponential is taken with exp2 (a few times faster than exp on a CPU; A is scaled by log2(e) once).
+Speed notes. On a CPU memory traffic sets the speed: big tensors are updated in place; the
+exponential is taken with exp2 (a few times faster than exp there; A is scaled by log2(e) once). On a
+GPU, at a course model's size, the time goes into launching kernels (each takes microseconds whatever
+its size), so the GPU's route takes as few operations as it can: the inputs are padded in one go and
+the chunks are linked in closed form (_scan_over_chunks) rather than step by step.
 """
 from __future__ import annotations
 
@@ -81,48 +84,53 @@ class _ChunkedScan(torch.autograd.Function):
         batch, channels, length = u.shape
         n = A.shape[1]
         n_chunks, pad = _chunks(length, K)
-        # Padded steps have delta = 0: decay exp(0) = 1 and drive 0, so they keep the state as it is
-        # (the last state stays the true one). Padding the small (b, d, l) inputs is cheap.
-        delta, u = F.pad(delta, (0, pad)), F.pad(u, (0, pad))
-        B_t = F.pad(B, (0, pad)).transpose(1, 2).contiguous()[:, None]   # (b, 1, L, n): B_t per step
-        C_t = F.pad(C, (0, pad)).transpose(1, 2).contiguous()[:, None]
+        # The four inputs are padded together: on a GPU, at a course model's size, the time goes into
+        # launching kernels, not into arithmetic, so fewer and bigger operations are faster. Padded
+        # steps have delta = 0: decay exp(0) = 1 and drive 0, so they keep the state as it is (the
+        # last state stays the true one).
+        inputs = torch.cat([delta, u, B, C], dim=1)
+        inputs = F.pad(inputs, (0, pad)) if pad else inputs
+        delta, u = inputs[:, :channels], inputs[:, channels:2 * channels]                  # (b, d, L)
+        B_t, C_t = (_per_step(inputs[:, 2 * channels + i * n:2 * channels + (i + 1) * n]) for i in (0, 1))
         chunked = (batch, channels, n_chunks, K, n)                     # a (b, d, L, n) tensor's chunks
 
-        E = _decay_since_first(delta, A, n_chunks, K)                   # (b, d, L, n): E_t = exp(T_t)
+        steps = delta.reshape(batch, channels, n_chunks, K).cumsum(-1)  # delta_1 + ... + delta_t per chunk
+        E = _exp_times_A(steps - steps[..., :1], A).view(batch, channels, -1, n)   # (b, d, L, n): exp(T_t)
+        first = _exp_times_A(steps[..., 0], A)                          # (b, d, c, n): a_1 per chunk
+        chunk_log_decay = _times_A(steps[..., -1], A)                   # (b, d, c, n): log(E_K a_1)
         h = torch.mul((delta * u)[..., None], B_t)                      # x_t
         _cumsum_chunks(h.div_(E).view(chunked))                         # sum_{s <= t} x_s / E_s
-        first = _first_decay(delta, A, n_chunks, K)                     # (b, d, c, n): a_1 per chunk
         # Chunk to chunk: the state leaving chunk c is E_K (a_1 h_0 + its inputs so far), a linear
         # recurrence over the chunks with decay E_K a_1.
         h5, E5 = h.view(chunked), E.view(chunked)
-        entering, state = _scan_over_chunks(E5[:, :, :, -1] * first, E5[:, :, :, -1] * h5[:, :, :, -1],
-                                            h.new_zeros(batch, channels, n))
+        entering, state = _scan_over_chunks(chunk_log_decay, E5[:, :, :, -1] * h5[:, :, :, -1],
+                                            chunk_length=K)
         h5.add_((first * entering)[:, :, :, None]).mul_(E5)             # h_t = E_t (a_1 h_0 + ...)
         y = _sum_states(torch.mul(h, C_t))                              # (b, d, L): contract the state
 
-        ctx.save_for_backward(delta, u, A, B_t, C_t, E, h)
+        ctx.save_for_backward(delta, u, A, B_t, C_t, E, h, first, chunk_log_decay)
         ctx.length, ctx.K = length, K
         return y[:, :, :length], state
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dlast):
-        delta, u, A, B_t, C_t, E, h = ctx.saved_tensors
+        delta, u, A, B_t, C_t, E, h, first, chunk_log_decay = ctx.saved_tensors
         length, K = ctx.length, ctx.K
         batch, channels, padded = delta.shape
         n = A.shape[1]
         n_chunks, pad = padded // K, padded - length
         chunked = (batch, channels, n_chunks, K, n)
         with full_precision(delta.device):
-            dy = F.pad(dy, (0, pad))
+            dy = F.pad(dy, (0, pad)) if pad else dy
             # g_t E_t = sum_{s >= t} E_s C_s dy_s + E_K G: a cumsum backwards in time. (Not total minus
             # cumsum: E_s spans many orders of magnitude, and the difference of large sums would cancel.)
             g = torch.mul(dy[..., None], C_t).mul_(E).view(chunked)    # E_s C_s dy_s
-            _cumsum_chunks(g, backwards=True)
+            g = _cumsum_chunks(g, backwards=True)
             # Chunk to chunk, backwards: chunk c receives G from chunk c + 1, a_1 g_1 of chunk c + 1
             # (E_1 = 1), i.e. a_1 (its own sum + E_K G'): the same recurrence, over reversed chunks.
-            first, E5 = _first_decay(delta, A, n_chunks, K), E.view(chunked)
-            from_next, _ = _scan_over_chunks((E5[:, :, :, -1] * first).flip(2), (first * g[:, :, :, 0]).flip(2), dlast)
+            E5 = E.view(chunked)
+            from_next, _ = _scan_over_chunks(chunk_log_decay.flip(2), (first * g[:, :, :, 0]).flip(2), dlast, chunk_length=K)
             g.add_((E5[:, :, :, -1] * from_next.flip(2))[:, :, :, None])
             g = g.view_as(E).div_(E)                                    # g_t = dL/dh_t
 
@@ -154,14 +162,57 @@ def _cpu_route(x) -> bool:
     return x.device.type == "cpu"
 
 
-def _scan_over_chunks(decay, value, initial):
-    """s_c = decay_c s_{c-1} + value_c over the chunks c (axis 2 of (b, d, c, n)), from s_{-1} = initial.
+def _scan_over_chunks(log_decay, value, initial=None, chunk_length: int = 64):
+    """s_c = exp(log_decay_c) s_{c-1} + value_c over the chunks c (axis 2 of (b, d, c, n)), from
+    s_{-1} = initial (zeros if None).
 
-    Returns the states entering every chunk (s_{-1} ... s_{C-2}, (b, d, c, n)) and the last, s_{C-1}.
-    A log-step scan instead of a loop over the chunks: after the step with offset k, every chunk holds
-    the combined effect of the (up to) 2k chunks ending with it, since two stretches compose as
-    (decay, value) then (decay', value') -> (decay' decay, decay' value + value'). With A < 0 the
-    decays lie in (0, 1], so their products cannot overflow.
+    Returns the states entering every chunk (s_{-1} ... s_{C-2}, (b, d, c, n)) and the last, s_{C-1};
+    ``chunk_length`` is the K of the chunks (it bounds the memory taken on a GPU). Two ways to the same numbers, each where it is faster (both are checked against a loop):
+
+    * on a GPU, where the time goes into launching kernels, all states at once from the unrolled sum
+      (:func:`_scan_over_chunks_at_once`): a handful of operations however many chunks;
+    * on a CPU, where memory traffic sets the speed, a log-step scan (:func:`_scan_over_chunks_by_doubling`):
+      a few operations per doubling, on tensors no bigger than ``value``.
+    """
+    initial = value.new_zeros(value.shape[:2] + value.shape[3:]) if initial is None else initial
+    if _cpu_route(value):
+        return _scan_over_chunks_by_doubling(log_decay.exp(), value, initial)
+    # At most 64 chunks at once, and at most 2 K: then a block's matrix, (block + 1)^2 numbers per
+    # (b, d, n), is about as big as two of the (b, d, L, n) tensors around it, at most.
+    return _scan_over_chunks_at_once(log_decay, value, initial, block=min(64, 2 * chunk_length))
+
+
+def _scan_over_chunks_at_once(log_decay, value, initial, block: int):
+    """_scan_over_chunks as a weighted sum of the values before each state:
+
+        s_c = sum_{j <= c} exp(sum_{j < k <= c} log_decay_k) value_j        (initial: a value at j = -1),
+
+    one small (c x c) matrix of decays per (b, d, n). Its exponents are cumulative sums of masked
+    copies of log_decay, not differences of one cumulative sum (which would cancel badly far along a
+    sequence). The matrices grow quadratically with the number of chunks, so beyond ``block`` chunks
+    the blocks go one after the other, each starting from the state the one before left.
+    """
+    batch, channels, n_chunks, n = value.shape
+    state, entering = initial, []
+    for start in range(0, n_chunks, block):
+        # the state entering this block, as a value at position -1 (its own decay is never used)
+        ld = torch.cat([torch.zeros_like(log_decay[:, :, :1]), log_decay[:, :, start:start + block]], 2)
+        v = torch.cat([state[:, :, None], value[:, :, start:start + block]], 2)
+        size = ld.shape[2]
+        exponent = ld.transpose(2, 3)[..., :, None].expand(batch, channels, n, size, size)  # [k, j] = ld_k
+        exponent = exponent.tril(-1).cumsum(-2)                      # [i, j] = sum_{j < k <= i} ld_k
+        decay = exponent.exp_().tril_()                              # (b, d, n, i, j); 0 above the diagonal
+        states = (decay * v.transpose(2, 3)[..., None, :]).sum(-1).transpose(2, 3)   # (b, d, 1 + c, n)
+        entering.append(states[:, :, :-1])
+        state = states[:, :, -1]
+    return torch.cat(entering, 2) if len(entering) > 1 else entering[0], state
+
+
+def _scan_over_chunks_by_doubling(decay, value, initial):
+    """_scan_over_chunks as a log-step scan (decay = exp(log_decay)): after the step with offset k,
+    every chunk holds the combined effect of the (up to) 2k chunks ending with it, since two
+    stretches compose as (decay, value) then (decay', value') -> (decay' decay, decay' value + value').
+    With A < 0 the decays lie in (0, 1], so their products cannot overflow.
     """
     value = torch.cat([value[:, :, :1] + decay[:, :, :1] * initial[:, :, None], value[:, :, 1:]], dim=2)
     offset = 1
@@ -174,7 +225,8 @@ def _scan_over_chunks(decay, value, initial):
 
 
 def _cumsum_chunks(x, backwards: bool = False, loop: bool | None = None):
-    """Cumulative sum, in place, over the steps of every chunk of x (b, d, c, K, n); returns x.
+    """Cumulative sum over the steps of every chunk of x (b, d, c, K, n), returned (in x itself, except
+    a GPU's backwards sum, which takes a flipped copy).
 
     ``backwards``: from each chunk's last step to its first. On a CPU, a loop over the K steps adding
     one (b, d, c, n) slice to the next is about twice as fast as torch.cumsum along the K axis (and
@@ -182,7 +234,7 @@ def _cumsum_chunks(x, backwards: bool = False, loop: bool | None = None):
     forces either way (default: the loop on a CPU).
     """
     if not (_cpu_route(x) if loop is None else loop):
-        return x.copy_(x.flip(3).cumsum(3).flip(3)) if backwards else x.cumsum_(3)
+        return x.flip(3).cumsum(3).flip(3) if backwards else x.cumsum_(3)
     K = x.shape[3]
     for k in (range(K - 2, -1, -1) if backwards else range(1, K)):
         x[:, :, :, k].add_(x[:, :, :, k + 1 if backwards else k - 1])
@@ -196,18 +248,24 @@ def _sum_states(x):
     return torch.matmul(x, x.new_ones(x.shape[-1])) if _cpu_route(x) else x.sum(-1)
 
 
-def _decay_since_first(delta, A, n_chunks: int, K: int):
-    """E_t = exp(T_t) = exp(A (delta_2 + ... + delta_t)), restarting at every chunk: (b, d, L, n)."""
-    batch, channels, padded = delta.shape
-    steps = delta.view(batch, channels, n_chunks, K).cumsum(-1)
-    steps = (steps - steps[..., :1]).view(batch, channels, padded, 1)  # excludes each chunk's first step
-    return torch.mul(steps, (A * math.log2(math.e))[:, None, :]).exp2_()
+def _times_A(steps, A, scale: float = 1.0):
+    """steps * A * scale for (b, d, ...) sums of step sizes and A (d, n): (b, d, ..., n)."""
+    shape = (A.shape[0],) + (1,) * (steps.dim() - 2) + (A.shape[1],)
+    return torch.mul(steps[..., None], (A * scale).view(shape) if scale != 1.0 else A.view(shape))
 
 
-def _first_decay(delta, A, n_chunks: int, K: int):
-    """a_1 = exp(delta_1 A) of every chunk's first step: (b, d, c, n)."""
-    batch, channels, _ = delta.shape
-    return torch.exp(delta.view(batch, channels, n_chunks, K)[..., 0, None] * A[:, None, :])
+def _exp_times_A(steps, A):
+    """exp(steps * A), (b, d, ..., n); on a CPU as exp2 of a pre-scaled A (a few times faster there)."""
+    if _cpu_route(steps):
+        return _times_A(steps, A, math.log2(math.e)).exp2_()
+    return _times_A(steps, A).exp_()
+
+
+def _per_step(matrix):
+    """B or C (b, n, L) as (b, 1, L, n), the layout the (b, d, L, n) products broadcast it in (a
+    contiguous copy on a CPU, where the products run faster on it; a view elsewhere)."""
+    per_step = matrix.transpose(1, 2)[:, None]
+    return per_step.contiguous() if _cpu_route(matrix) else per_step
 
 
 @contextlib.contextmanager
