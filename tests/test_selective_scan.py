@@ -196,23 +196,24 @@ def test_chunk_cumsum_by_loop_equals_torch_cumsum_both_ways():
             torch.testing.assert_close(_cumsum_chunks(x.clone(), backwards=backwards, loop=loop), want)
 
 
-def test_both_ways_over_the_chunks_equal_a_loop_also_in_blocks_and_from_a_given_state():
-    from tutorial_utils.models.parallel_scan import _scan_over_chunks_at_once, _scan_over_chunks_by_doubling
+@pytest.mark.parametrize("reverse", [False, True])
+def test_both_ways_over_the_chunks_equal_a_loop_also_in_blocks_and_from_a_given_state(reverse):
+    from tutorial_utils.models.parallel_scan import _scan_over_chunks, _scan_over_chunks_at_once
 
     g = torch.Generator().manual_seed(3)
     log_decay = -3 * torch.rand(2, 3, 11, 4, generator=g, dtype=torch.float64)   # (b, d, c, n)
-    value, initial = torch.randn(2, 3, 11, 4, generator=g, dtype=torch.float64), torch.randn(2, 3, 4, generator=g,
-                                                                                              dtype=torch.float64)
-    state, want = initial, []
-    for c in range(11):
-        want.append(state)
-        state = log_decay[:, :, c].exp() * state + value[:, :, c]
-    want = torch.stack(want, 2)
-    results = [_scan_over_chunks_by_doubling(log_decay.exp(), value, initial)]
-    results += [_scan_over_chunks_at_once(log_decay, value, initial, block) for block in (64, 4, 1)]
-    for entering, last in results:
-        torch.testing.assert_close(entering, want, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(last, state, rtol=1e-12, atol=1e-12)
+    value = torch.randn(2, 3, 11, 4, generator=g, dtype=torch.float64)
+    for initial in (torch.randn(2, 3, 4, generator=g, dtype=torch.float64), None):
+        state, want = torch.zeros(2, 3, 4, dtype=torch.float64) if initial is None else initial, {}
+        for c in (reversed(range(11)) if reverse else range(11)):
+            want[c] = state                   # the state chunk c receives
+            state = log_decay[:, :, c].exp() * state + value[:, :, c]
+        want = torch.stack([want[c] for c in range(11)], 2)
+        results = [_scan_over_chunks(log_decay, value, initial, reverse, at_once) for at_once in (False, True)]
+        results += [_scan_over_chunks_at_once(log_decay, value, initial, reverse, block) for block in (4, 1)]
+        for received, far_end in results:
+            torch.testing.assert_close(received, want, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(far_end, state, rtol=1e-12, atol=1e-12)
 
 
 def test_the_gpu_route_of_the_parallel_scan_gives_the_same_values_and_gradients(monkeypatch):
@@ -220,13 +221,31 @@ def test_the_gpu_route_of_the_parallel_scan_gives_the_same_values_and_gradients(
 
     tensors = _inputs(l=45, seed=5, dtype=torch.float64, requires_grad=True)
     results = []
-    for on_cpu in (True, False):  # False: cumsum kernels, plain sums (what a GPU runs), here on the CPU
+    # on_cpu False: cumsum kernels, plain sums (what a GPU runs), here on the CPU; a GPU's route for
+    # small problems (launch-bound: chunks linked at once) and for big ones (size limit 0)
+    for on_cpu, launch_bound_size in ((True, None), (False, parallel_scan._LAUNCH_BOUND_SIZE), (False, 0)):
         monkeypatch.setattr(parallel_scan, "_cpu_route", lambda x, on_cpu=on_cpu: on_cpu)
+        if launch_bound_size is not None:
+            monkeypatch.setattr(parallel_scan, "_LAUNCH_BOUND_SIZE", launch_bound_size)
         out, last = _call(selective_scan_parallel, tensors, OPTIONS["everything"], chunk_size=8)
         results.append((out, last, torch.autograd.grad(out.sum() + 2 * last.sum(), list(tensors.values()))))
-    torch.testing.assert_close(results[1][:2], results[0][:2], rtol=1e-12, atol=1e-12)
-    for name, g, h in zip(tensors, results[0][2], results[1][2]):
-        torch.testing.assert_close(h, g, rtol=1e-10, atol=1e-12, msg=f"grad wrt {name}")
+    for other in results[1:]:
+        torch.testing.assert_close(other[:2], results[0][:2], rtol=1e-12, atol=1e-12)
+        for name, g, h in zip(tensors, results[0][2], other[2]):
+            torch.testing.assert_close(h, g, rtol=1e-10, atol=1e-12, msg=f"grad wrt {name}")
+
+
+def test_gradient_of_the_last_state_alone():
+    # only the last state is used: backward gets no gradient for y (None, not zeros)
+    tensors = _inputs(l=30, seed=2, dtype=torch.float64, requires_grad=True)
+    grads = [torch.autograd.grad(scan(*tensors.values(), return_last_state=True)[1].square().sum(),
+                                 list(tensors.values()), allow_unused=True)
+             for scan in (selective_scan_sequential, selective_scan_parallel)]
+    for name, g, h in zip(tensors, *grads):
+        if g is None:
+            assert h is None or not h.any(), name
+        else:
+            torch.testing.assert_close(h, g, rtol=1e-10, atol=1e-12, msg=f"grad wrt {name}")
 
 
 def test_gradients_are_the_same_when_backward_runs_inside_bfloat16_autocast():

@@ -91,8 +91,10 @@ class _ChunkedScan(torch.autograd.Function):
         inputs = torch.cat([delta, u, B, C], dim=1)
         inputs = F.pad(inputs, (0, pad)) if pad else inputs
         delta, u = inputs[:, :channels], inputs[:, channels:2 * channels]                  # (b, d, L)
-        B_t, C_t = (_per_step(inputs[:, 2 * channels + i * n:2 * channels + (i + 1) * n]) for i in (0, 1))
         chunked = (batch, channels, n_chunks, K, n)                     # a (b, d, L, n) tensor's chunks
+        few_ops = _launch_bound(u, chunked)
+        B_t, C_t = (_per_step(inputs[:, 2 * channels + i * n:2 * channels + (i + 1) * n], copy=not few_ops)
+                    for i in (0, 1))                                   # (b, 1, L, n): B_t, C_t per step
 
         steps = delta.reshape(batch, channels, n_chunks, K).cumsum(-1)  # delta_1 + ... + delta_t per chunk
         E = _exp_times_A(steps - steps[..., :1], A).view(batch, channels, -1, n)   # (b, d, L, n): exp(T_t)
@@ -104,12 +106,13 @@ class _ChunkedScan(torch.autograd.Function):
         # recurrence over the chunks with decay E_K a_1.
         h5, E5 = h.view(chunked), E.view(chunked)
         entering, state = _scan_over_chunks(chunk_log_decay, E5[:, :, :, -1] * h5[:, :, :, -1],
-                                            chunk_length=K)
+                                            at_once=few_ops, chunk_length=K)
         h5.add_((first * entering)[:, :, :, None]).mul_(E5)             # h_t = E_t (a_1 h_0 + ...)
         y = _sum_states(torch.mul(h, C_t))                              # (b, d, L): contract the state
 
         ctx.save_for_backward(delta, u, A, B_t, C_t, E, h, first, chunk_log_decay)
-        ctx.length, ctx.K = length, K
+        ctx.length, ctx.K, ctx.few_ops = length, K, few_ops
+        ctx.set_materialize_grads(False)                                # no zeros for an unused output
         return y[:, :, :length], state
 
     @staticmethod
@@ -122,6 +125,8 @@ class _ChunkedScan(torch.autograd.Function):
         n_chunks, pad = padded // K, padded - length
         chunked = (batch, channels, n_chunks, K, n)
         with full_precision(delta.device):
+            if dy is None:                                              # only the last state was used
+                dy = delta.new_zeros(batch, channels, length)
             dy = F.pad(dy, (0, pad)) if pad else dy
             # g_t E_t = sum_{s >= t} E_s C_s dy_s + E_K G: a cumsum backwards in time. (Not total minus
             # cumsum: E_s spans many orders of magnitude, and the difference of large sums would cancel.)
@@ -130,8 +135,9 @@ class _ChunkedScan(torch.autograd.Function):
             # Chunk to chunk, backwards: chunk c receives G from chunk c + 1, a_1 g_1 of chunk c + 1
             # (E_1 = 1), i.e. a_1 (its own sum + E_K G'): the same recurrence, over reversed chunks.
             E5 = E.view(chunked)
-            from_next, _ = _scan_over_chunks(chunk_log_decay.flip(2), (first * g[:, :, :, 0]).flip(2), dlast, chunk_length=K)
-            g.add_((E5[:, :, :, -1] * from_next.flip(2))[:, :, :, None])
+            from_next, _ = _scan_over_chunks(chunk_log_decay, first * g[:, :, :, 0], dlast, reverse=True,
+                                             at_once=ctx.few_ops, chunk_length=K)
+            g.add_((E5[:, :, :, -1] * from_next)[:, :, :, None])
             g = g.view_as(E).div_(E)                                    # g_t = dL/dh_t
 
             grad_delta = grad_u = grad_A = grad_B = grad_C = None
@@ -156,56 +162,85 @@ class _ChunkedScan(torch.autograd.Function):
                 *(None if grad is None else grad[..., :length] for grad in (grad_B, grad_C)), None)
 
 
+# Below this many numbers in a (b, d, L, n) tensor, a GPU spends its time launching kernels (a course
+# model's scan: 2 x 64 x 1000 x 16 = 2M); above it, moving memory (Mamba's own size: 500M).
+_LAUNCH_BOUND_SIZE = 2 ** 24
+
+
+def _launch_bound(x, full_shape) -> bool:
+    """Whether the scan of a (b, d, L, n) tensor of ``full_shape`` on x's device is launch-bound: then
+    fewer, bigger operations win, even if they move more memory (not on a CPU)."""
+    return not _cpu_route(x) and math.prod(full_shape) <= _LAUNCH_BOUND_SIZE
+
+
 def _cpu_route(x) -> bool:
     """Whether x is on a CPU, where three steps take a faster route than on a GPU (the tests also run
     the GPU's route on a CPU by patching this)."""
     return x.device.type == "cpu"
 
 
-def _scan_over_chunks(log_decay, value, initial=None, chunk_length: int = 64):
+def _scan_over_chunks(log_decay, value, initial=None, reverse: bool = False, at_once: bool = False,
+                      chunk_length: int = 64):
     """s_c = exp(log_decay_c) s_{c-1} + value_c over the chunks c (axis 2 of (b, d, c, n)), from
-    s_{-1} = initial (zeros if None).
+    s_{-1} = initial (zeros if None); with ``reverse``, s_c = exp(log_decay_c) s_{c+1} + value_c from
+    s_C = initial, the same recurrence backwards in time.
 
-    Returns the states entering every chunk (s_{-1} ... s_{C-2}, (b, d, c, n)) and the last, s_{C-1};
-    ``chunk_length`` is the K of the chunks (it bounds the memory taken on a GPU). Two ways to the same numbers, each where it is faster (both are checked against a loop):
+    Returns the state each chunk receives (s_{c-1}; with ``reverse`` s_{c+1}), (b, d, c, n), and the
+    state at the far end (s_{C-1}; with ``reverse`` s_0), (b, d, n). Two ways to the same numbers,
+    each where it is faster (both are checked against a loop):
 
-    * on a GPU, where the time goes into launching kernels, all states at once from the unrolled sum
-      (:func:`_scan_over_chunks_at_once`): a handful of operations however many chunks;
-    * on a CPU, where memory traffic sets the speed, a log-step scan (:func:`_scan_over_chunks_by_doubling`):
-      a few operations per doubling, on tensors no bigger than ``value``.
+    * ``at_once`` (a launch-bound GPU): all states from the unrolled sum, a handful of operations
+      however many chunks (:func:`_scan_over_chunks_at_once`); ``chunk_length`` (the K of the chunks)
+      bounds the memory this takes;
+    * else a log-step scan, a few operations per doubling on tensors no bigger than ``value``
+      (:func:`_scan_over_chunks_by_doubling`).
     """
+    if at_once:
+        # At most 64 chunks at once, and at most 2 K: then a block's matrix, (block + 1)^2 numbers per
+        # (b, d, n), is about as big as two of the (b, d, L, n) tensors around it, at most.
+        return _scan_over_chunks_at_once(log_decay, value, initial, reverse, block=min(64, 2 * chunk_length))
     initial = value.new_zeros(value.shape[:2] + value.shape[3:]) if initial is None else initial
-    if _cpu_route(value):
+    if not reverse:
         return _scan_over_chunks_by_doubling(log_decay.exp(), value, initial)
-    # At most 64 chunks at once, and at most 2 K: then a block's matrix, (block + 1)^2 numbers per
-    # (b, d, n), is about as big as two of the (b, d, L, n) tensors around it, at most.
-    return _scan_over_chunks_at_once(log_decay, value, initial, block=min(64, 2 * chunk_length))
+    received, far_end = _scan_over_chunks_by_doubling(log_decay.flip(2).exp(), value.flip(2), initial)
+    return received.flip(2), far_end
 
 
-def _scan_over_chunks_at_once(log_decay, value, initial, block: int):
-    """_scan_over_chunks as a weighted sum of the values before each state:
+def _scan_over_chunks_at_once(log_decay, value, initial, reverse: bool, block: int):
+    """_scan_over_chunks as a weighted sum of the values before each state (after it, ``reverse``):
 
-        s_c = sum_{j <= c} exp(sum_{j < k <= c} log_decay_k) value_j        (initial: a value at j = -1),
+        s_c = sum_{j <= c} exp(sum_{j < k <= c} log_decay_k) value_j       (initial: a value at j = -1)
+        s_c = sum_{j >= c} exp(sum_{c <= k < j} log_decay_k) value_j       (reverse; initial at j = C)
 
-    one small (c x c) matrix of decays per (b, d, n). Its exponents are cumulative sums of masked
-    copies of log_decay, not differences of one cumulative sum (which would cancel badly far along a
+    one small matrix of decays per (b, d, n). Its exponents are cumulative sums of triangular copies
+    of log_decay, not differences of one cumulative sum (which would cancel badly far along a
     sequence). The matrices grow quadratically with the number of chunks, so beyond ``block`` chunks
     the blocks go one after the other, each starting from the state the one before left.
     """
     batch, channels, n_chunks, n = value.shape
-    state, entering = initial, []
-    for start in range(0, n_chunks, block):
-        # the state entering this block, as a value at position -1 (its own decay is never used)
-        ld = torch.cat([torch.zeros_like(log_decay[:, :, :1]), log_decay[:, :, start:start + block]], 2)
-        v = torch.cat([state[:, :, None], value[:, :, start:start + block]], 2)
-        size = ld.shape[2]
-        exponent = ld.transpose(2, 3)[..., :, None].expand(batch, channels, n, size, size)  # [k, j] = ld_k
-        exponent = exponent.tril(-1).cumsum(-2)                      # [i, j] = sum_{j < k <= i} ld_k
-        decay = exponent.exp_().tril_()                              # (b, d, n, i, j); 0 above the diagonal
-        states = (decay * v.transpose(2, 3)[..., None, :]).sum(-1).transpose(2, 3)   # (b, d, 1 + c, n)
-        entering.append(states[:, :, :-1])
-        state = states[:, :, -1]
-    return torch.cat(entering, 2) if len(entering) > 1 else entering[0], state
+    state, received = initial, []
+    starts = range(0, n_chunks, block)
+    for start in (reversed(starts) if reverse else starts):
+        ld, v = log_decay[:, :, start:start + block], value[:, :, start:start + block]
+        size = ld.shape[2] + 1
+        # one more position for the state coming in (its value; its log-decay is never used). For the
+        # reverse recurrence, log-decays shifted by one position: then the sums run over c < k <= j.
+        ld = F.pad(ld, (0, 0, 1, 0))
+        if state is None:
+            v = F.pad(v, (0, 0, 0, 1) if reverse else (0, 0, 1, 0))
+        else:
+            v = torch.cat([v, state[:, :, None]] if reverse else [state[:, :, None], v], 2)
+        exponent = ld.transpose(2, 3)[..., None, :].expand(batch, channels, n, size, size)   # [i, k] = ld_k
+        if reverse:   # [i, j] = sum_{i < k <= j} ld_k, then zero below the diagonal
+            decay = exponent.triu(1).cumsum(-1).exp_().triu_()
+        else:         # [i, j] = sum_{j < k <= i} ld_k (the transposed layout), then zero above it
+            decay = exponent.transpose(-1, -2).tril(-1).cumsum(-2).exp_().tril_()
+        states = (decay * v.transpose(2, 3)[..., None, :]).sum(-1).transpose(2, 3)   # (b, d, size, n)
+        received.append(states[:, :, 1:] if reverse else states[:, :, :-1])
+        state = states[:, :, 0] if reverse else states[:, :, -1]
+    if reverse:
+        received.reverse()
+    return torch.cat(received, 2) if len(received) > 1 else received[0], state
 
 
 def _scan_over_chunks_by_doubling(decay, value, initial):
@@ -261,11 +296,11 @@ def _exp_times_A(steps, A):
     return _times_A(steps, A).exp_()
 
 
-def _per_step(matrix):
-    """B or C (b, n, L) as (b, 1, L, n), the layout the (b, d, L, n) products broadcast it in (a
-    contiguous copy on a CPU, where the products run faster on it; a view elsewhere)."""
+def _per_step(matrix, copy: bool):
+    """B or C (b, n, L) as (b, 1, L, n), the layout the (b, d, L, n) products broadcast it in: a
+    contiguous copy (the products run faster on it) or, where launching kernels costs more, a view."""
     per_step = matrix.transpose(1, 2)[:, None]
-    return per_step.contiguous() if _cpu_route(matrix) else per_step
+    return per_step.contiguous() if copy else per_step
 
 
 @contextlib.contextmanager

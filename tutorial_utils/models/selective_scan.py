@@ -35,6 +35,7 @@ mamba-ssm does: in bfloat16 a scan over hundreds of steps would lose the small s
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +85,7 @@ def _step_sizes(delta, delta_bias, delta_softplus):
 def _finish(y, u, D, z, dtype, last_state, return_last_state):
     """Skip connection D * u and gate silu(z), applied to the scan's y (b, d, l)."""
     if D is not None:
-        y = y + u.to(y.dtype) * D.to(y.dtype)[:, None]
+        y = torch.addcmul(y, u.to(y.dtype), D.to(y.dtype)[:, None])
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
     y = y.to(dtype)
@@ -175,7 +176,8 @@ def _scan_channels(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_l
     with _full_precision(u.device):
         delta = _step_sizes(delta, delta_bias, delta_softplus).to(compute)  # (b, d, l)
         # the steepest |delta_t A| per channel (cheap: (d,) numbers), at most the largest of them
-        steepest = (delta.detach().abs().amax(dim=(0, 2)) * A.detach().abs().amax(dim=1)).amax() \
+        steepest = (torch.linalg.vector_norm(delta.detach(), math.inf, dim=(0, 2))       # max |delta|, (d,)
+                    * torch.linalg.vector_norm(A.detach(), math.inf, dim=1)).amax() \
             if delta.numel() else delta.new_zeros(())
         y, last_state = chunked_scan(delta, u.to(compute), A.to(compute), B.to(compute), C.to(compute),
                                      _chunk_length(steepest, chunk_size))
