@@ -148,10 +148,10 @@ class _ChunkedScan(torch.autograd.Function):
             if ctx.needs_input_grad[4]:
                 grad_C = torch.mul(h, dy[..., None], out=work).sum(1)
             grad_scale = _sum_states(torch.mul(g, B_t, out=work))       # d(delta_t u_t), (b, d, L)
-            drive = torch.mul(drive_scale[..., None], B_t, out=work)   # x_t again
-            d_log_decay = torch.sub(h, drive, out=work).mul_(g)         # g_t (h_t - x_t) = g_t a_t h_{t-1}
+            # g_t (h_t - x_t) = g_t a_t h_{t-1}, with x_t = (delta_t u_t) B_t again
+            d_log_decay = torch.addcmul(h, drive_scale[..., None], B_t, value=-1, out=work).mul_(g)
             # (g is not needed any more: its buffer takes the last product)
-            grad_delta = grad_scale * u + _sum_states(torch.mul(d_log_decay, A[:, None], out=g))
+            grad_delta = torch.addcmul(_sum_states(torch.mul(d_log_decay, A[:, None], out=g)), grad_scale, u)
             grad_u = grad_scale * delta
             if ctx.needs_input_grad[2]:
                 grad_A = (torch.matmul(delta[:, :, None, :], d_log_decay).sum(0)[:, 0]  # (d, n), as _sum_states
