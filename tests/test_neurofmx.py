@@ -295,6 +295,22 @@ def test_frozen_backbone_stays_frozen_when_fitting_an_adapter():
     assert any(name.startswith("unit_adapters.2.") for name in changed)
 
 
+def test_fit_neurofmx_selects_on_the_encoder_loss_when_it_trains_that_head(monkeypatch):
+    """The weighted total is dominated by the auxiliary heads (on the real yardstick the forecast
+    head's made the first epoch look best); the rates are judged by the encoder loss."""
+    from tutorial_utils.models.neurofmx import experiments
+    from tutorial_utils.runtime import get_profile
+
+    chosen = []
+    monkeypatch.setattr(experiments, "train", lambda *args, **kwargs: chosen.append(kwargs["select_on"]))
+    profile, batch = get_profile("quick"), _batch()
+    experiments.fit_neurofmx(_model(heads=("encoder", "forecast")), batch, batch, profile)
+    experiments.fit_neurofmx(_model(), batch, batch, profile, objective=NeuroFMXObjective(tasks=("behaviour",)))
+    experiments.fit_neurofmx(_model(heads=("behaviour", "contrastive")), batch, batch, profile)
+    experiments.fit_neurofmx(_model(), batch, batch, profile, select_on="total")
+    assert chosen == ["encoder", "total", "total", "total"]
+
+
 # --- precision and devices ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("backbone", ["transformer", "ssm"])
