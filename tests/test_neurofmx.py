@@ -142,11 +142,16 @@ def test_heads_shapes_and_known_values():
     encoder = EncoderHead(8, patch_bins=5)
     assert torch.equal(encoder(units, embeddings), torch.zeros(2, 15, 4))  # zero-initialised: baseline rates only
     with torch.no_grad():
-        encoder.linear.weight.copy_(torch.eye(8).repeat(5, 1))
+        encoder.linear.weight.copy_(torch.eye(8))
         encoder.linear.bias.zero_()
     log_rates = encoder(units, embeddings)
-    # bin j of patch p of unit n: e_n . state[p, n]
-    assert torch.allclose(log_rates[:, 5 * 1 + 2, 3], (units[:, 1, 3] * embeddings[:, 3]).sum(-1), atol=1e-6)
+    read = (units * embeddings[:, None]).sum(-1)  # (B, P, N): e_n . state[p, n], one value per patch
+    # the centre bin of patch p carries its value; bins between centres are linear in between
+    # (smooth rates: a per-bin read-out fitted bin-to-bin noise on real recordings), flat at the ends
+    assert torch.allclose(log_rates[:, 5 * 1 + 2], read[:, 1], atol=1e-6)
+    assert torch.allclose(log_rates[:, 5 * 2], 0.4 * read[:, 1] + 0.6 * read[:, 2], atol=1e-6)
+    assert torch.allclose(log_rates[:, :3], read[:, :1].expand(-1, 3, -1), atol=1e-6)
+    assert torch.allclose(log_rates[:, 12:], read[:, 2:].expand(-1, 3, -1), atol=1e-6)
     forecast = ForecastHead(8, 5)
     assert forecast(units, embeddings).shape == (2, 3, 4, 5)
     behaviour = BehaviourHead(8, 2, patch_bins=5)
