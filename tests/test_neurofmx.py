@@ -86,6 +86,52 @@ def test_perceiver_reads_the_size_of_its_tokens():
     assert not torch.allclose(decoder(queries, latents), decoder(queries, 2 * latents), atol=1e-3)
 
 
+def test_a_silent_unit_token_is_only_its_modality():
+    """Tokens are centred: a patch without spikes encodes to 0, so the many silent units of sparse
+    recordings add nothing to the latents' average but their (shared) modality embedding."""
+    g = torch.Generator().manual_seed(0)
+    tokenizer = SpikeTokenizer(8, patch_bins=5)
+    counts = torch.zeros(2, 10, 3)
+    counts[0, 2, 1] = 2.0  # unit 1 fires in patch 0 of trial 0; everything else is silent
+    tokens = tokenizer(counts, torch.randn(2, 3, 8, generator=g))
+    silent = torch.ones(2, 2, 3, dtype=torch.bool)
+    silent[0, 0, 1] = False
+    assert torch.allclose(tokens[silent], tokenizer.modality_embedding.detach().expand(int(silent.sum()), -1), atol=1e-6)
+    assert not torch.allclose(tokens[0, 0, 1], tokenizer.modality_embedding.detach(), atol=1e-3)
+
+
+def test_the_backbone_is_told_where_in_the_trial_each_patch_is():
+    """With positions (the default) identical patches reach the backbone as different vectors
+    (sinusoidal codes of the patch index); without, they stay identical."""
+    from tutorial_utils.models.neurofmx import LatentBackbone
+
+    latents = torch.randn(2, 1, 3, 8).expand(-1, 6, -1, -1)  # the same latents in all 6 patches
+    told = LatentBackbone(torch.nn.Identity(), 3, 8).eval()
+    blind = LatentBackbone(torch.nn.Identity(), 3, 8, positions=False).eval()
+    blind.load_state_dict(told.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(told(latents)[:, 0], told(latents)[:, 5], atol=1e-3)
+        assert torch.allclose(blind(latents)[:, 0], blind(latents)[:, 5], atol=1e-6)
+    assert _model(positions=False).latent_backbone.positions is False and _model().latent_backbone.positions
+
+
+def test_input_dropout_hides_whole_units_only_while_training():
+    model, batch = _model(), _batch(calcium=False)
+    seen = []
+    forward = model.forward
+    model.forward = lambda **inputs: seen.append(inputs["spikes"].clone()) or forward(**inputs)
+    objective = NeuroFMXObjective(tasks=("encoder",), input_dropout=0.5)
+    objective(model.train(), batch, torch.Generator().manual_seed(0))
+    objective(model.eval(), batch, torch.Generator().manual_seed(0))
+    NeuroFMXObjective(tasks=("encoder",))(model.train(), batch, torch.Generator().manual_seed(0))
+    dropped, kept, plain = seen
+    silenced = (dropped == 0).all(dim=1) & (plain != 0).any(dim=1)  # (trials, units) hidden for every bin
+    assert silenced.any() and torch.equal(kept, plain)
+    assert torch.allclose(dropped[~silenced[:, None].expand_as(dropped)], 2 * plain[~silenced[:, None].expand_as(plain)])
+    with pytest.raises(ValueError, match="input_dropout"):
+        NeuroFMXObjective(input_dropout=1.0)
+
+
 def test_aggregator_is_permutation_invariant_over_units():
     torch.manual_seed(0)
     aggregator = PopulationAggregator(8, n_layers=1, n_seeds=2, n_heads=2).eval()

@@ -130,7 +130,8 @@ def build_model(config: NeuroFMXConfig, backbone: str, n_steps: int, seed: int =
 
 def fit_neurofmx(model: NeuroFMX, train_batch, val_batch, profile, *, objective=None, epochs: int | None = None,
                  seed: int = 0, progress: bool = False, desc: str = "NeuroFMX", select_on: str | None = None) -> History:
-    """Train ``model`` with training.train and the profile's Notebook 4B recipe; returns the history.
+    """Train ``model`` with training.train and the profile's Notebook 4B recipe (by default the
+    objective hides ``profile.nfmx_input_dropout`` of the input units too); returns the history.
 
     ``select_on``: the validation loss that decides early stopping and the weights kept; by default
     the encoder's (co-smoothing) loss when the model trains that head, else the weighted total. The
@@ -138,7 +139,7 @@ def fit_neurofmx(model: NeuroFMX, train_batch, val_batch, profile, *, objective=
     heads) the forecast term, weighted 10, made the total lowest after the first epoch, so training
     stopped ten epochs later and kept the first epoch's weights.
     """
-    objective = objective or NeuroFMXObjective()
+    objective = objective or NeuroFMXObjective(input_dropout=profile.nfmx_input_dropout)
     if select_on is None:
         trained = objective.tasks or model.config.heads
         select_on = "encoder" if "encoder" in trained else "total"
