@@ -86,6 +86,52 @@ def test_perceiver_reads_the_size_of_its_tokens():
     assert not torch.allclose(decoder(queries, latents), decoder(queries, 2 * latents), atol=1e-3)
 
 
+def test_a_silent_unit_token_is_only_its_modality():
+    """Tokens are centred: a patch without spikes encodes to 0, so the many silent units of sparse
+    recordings add nothing to the latents' average but their (shared) modality embedding."""
+    g = torch.Generator().manual_seed(0)
+    tokenizer = SpikeTokenizer(8, patch_bins=5)
+    counts = torch.zeros(2, 10, 3)
+    counts[0, 2, 1] = 2.0  # unit 1 fires in patch 0 of trial 0; everything else is silent
+    tokens = tokenizer(counts, torch.randn(2, 3, 8, generator=g))
+    silent = torch.ones(2, 2, 3, dtype=torch.bool)
+    silent[0, 0, 1] = False
+    assert torch.allclose(tokens[silent], tokenizer.modality_embedding.detach().expand(int(silent.sum()), -1), atol=1e-6)
+    assert not torch.allclose(tokens[0, 0, 1], tokenizer.modality_embedding.detach(), atol=1e-3)
+
+
+def test_the_backbone_is_told_where_in_the_trial_each_patch_is():
+    """With positions (the default) identical patches reach the backbone as different vectors
+    (sinusoidal codes of the patch index); without, they stay identical."""
+    from tutorial_utils.models.neurofmx import LatentBackbone
+
+    latents = torch.randn(2, 1, 3, 8).expand(-1, 6, -1, -1)  # the same latents in all 6 patches
+    told = LatentBackbone(torch.nn.Identity(), 3, 8).eval()
+    blind = LatentBackbone(torch.nn.Identity(), 3, 8, positions=False).eval()
+    blind.load_state_dict(told.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(told(latents)[:, 0], told(latents)[:, 5], atol=1e-3)
+        assert torch.allclose(blind(latents)[:, 0], blind(latents)[:, 5], atol=1e-6)
+    assert _model(positions=False).latent_backbone.positions is False and _model().latent_backbone.positions
+
+
+def test_input_dropout_hides_whole_units_only_while_training():
+    model, batch = _model(), _batch(calcium=False)
+    seen = []
+    forward = model.forward
+    model.forward = lambda **inputs: seen.append(inputs["spikes"].clone()) or forward(**inputs)
+    objective = NeuroFMXObjective(tasks=("encoder",), input_dropout=0.5)
+    objective(model.train(), batch, torch.Generator().manual_seed(0))
+    objective(model.eval(), batch, torch.Generator().manual_seed(0))
+    NeuroFMXObjective(tasks=("encoder",))(model.train(), batch, torch.Generator().manual_seed(0))
+    dropped, kept, plain = seen
+    silenced = (dropped == 0).all(dim=1) & (plain != 0).any(dim=1)  # (trials, units) hidden for every bin
+    assert silenced.any() and torch.equal(kept, plain)
+    assert torch.allclose(dropped[~silenced[:, None].expand_as(dropped)], 2 * plain[~silenced[:, None].expand_as(plain)])
+    with pytest.raises(ValueError, match="input_dropout"):
+        NeuroFMXObjective(input_dropout=1.0)
+
+
 def test_aggregator_is_permutation_invariant_over_units():
     torch.manual_seed(0)
     aggregator = PopulationAggregator(8, n_layers=1, n_seeds=2, n_heads=2).eval()
@@ -142,11 +188,16 @@ def test_heads_shapes_and_known_values():
     encoder = EncoderHead(8, patch_bins=5)
     assert torch.equal(encoder(units, embeddings), torch.zeros(2, 15, 4))  # zero-initialised: baseline rates only
     with torch.no_grad():
-        encoder.linear.weight.copy_(torch.eye(8).repeat(5, 1))
+        encoder.linear.weight.copy_(torch.eye(8))
         encoder.linear.bias.zero_()
     log_rates = encoder(units, embeddings)
-    # bin j of patch p of unit n: e_n . state[p, n]
-    assert torch.allclose(log_rates[:, 5 * 1 + 2, 3], (units[:, 1, 3] * embeddings[:, 3]).sum(-1), atol=1e-6)
+    read = (units * embeddings[:, None]).sum(-1)  # (B, P, N): e_n . state[p, n], one value per patch
+    # the centre bin of patch p carries its value; bins between centres are linear in between
+    # (smooth rates: a per-bin read-out fitted bin-to-bin noise on real recordings), flat at the ends
+    assert torch.allclose(log_rates[:, 5 * 1 + 2], read[:, 1], atol=1e-6)
+    assert torch.allclose(log_rates[:, 5 * 2], 0.4 * read[:, 1] + 0.6 * read[:, 2], atol=1e-6)
+    assert torch.allclose(log_rates[:, :3], read[:, :1].expand(-1, 3, -1), atol=1e-6)
+    assert torch.allclose(log_rates[:, 12:], read[:, 2:].expand(-1, 3, -1), atol=1e-6)
     forecast = ForecastHead(8, 5)
     assert forecast(units, embeddings).shape == (2, 3, 4, 5)
     behaviour = BehaviourHead(8, 2, patch_bins=5)
@@ -293,6 +344,22 @@ def test_frozen_backbone_stays_frozen_when_fitting_an_adapter():
     assert changed and changed <= {n for n in after if n.startswith("unit_adapters.2.") or n.endswith("scale.2")
                                    or n.endswith("shift.2")}, changed
     assert any(name.startswith("unit_adapters.2.") for name in changed)
+
+
+def test_fit_neurofmx_selects_on_the_encoder_loss_when_it_trains_that_head(monkeypatch):
+    """The weighted total is dominated by the auxiliary heads (on the real yardstick the forecast
+    head's made the first epoch look best); the rates are judged by the encoder loss."""
+    from tutorial_utils.models.neurofmx import experiments
+    from tutorial_utils.runtime import get_profile
+
+    chosen = []
+    monkeypatch.setattr(experiments, "train", lambda *args, **kwargs: chosen.append(kwargs["select_on"]))
+    profile, batch = get_profile("quick"), _batch()
+    experiments.fit_neurofmx(_model(heads=("encoder", "forecast")), batch, batch, profile)
+    experiments.fit_neurofmx(_model(), batch, batch, profile, objective=NeuroFMXObjective(tasks=("behaviour",)))
+    experiments.fit_neurofmx(_model(heads=("behaviour", "contrastive")), batch, batch, profile)
+    experiments.fit_neurofmx(_model(), batch, batch, profile, select_on="total")
+    assert chosen == ["encoder", "total", "total", "total"]
 
 
 # --- precision and devices ----------------------------------------------------------------------

@@ -90,3 +90,36 @@ def test_predict_hidden_bins_never_sees_the_scored_bin():
 
     spikes = torch.arange(1, 21, dtype=torch.float32).reshape(1, 10, 2)
     assert (predict_hidden_bins(Echo(), spikes) == 0).all()
+
+
+class _Scalar(torch.nn.Module):
+    """One number w, started at 5."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(5.0))
+
+
+def _pull_to_the_mean(model, batch, generator=None):
+    """"main" = (w - mean count)^2 is the score; an auxiliary 10 w^2 pulls w to 0, so the total is
+    lowest near w = mean / 11 and the main loss at w = mean, passed on the way down from 5."""
+    main = (model.w - batch.spikes.mean()) ** 2
+    auxiliary = 10 * model.w ** 2
+    return {"main": main, "auxiliary": auxiliary, "total": main + auxiliary}
+
+
+def test_select_on_keeps_the_weights_best_on_the_named_loss():
+    spikes = torch.ones(8, 5, 3)
+    runs = {}
+    for select_on in ("total", "main"):
+        model = _Scalar()
+        history = train(model, Batch(spikes), Batch(spikes), _pull_to_the_mean, epochs=40, batch_size=8, lr=0.3,
+                        weight_decay=0.0, patience=None, select_on=select_on, device="cpu", progress=False)
+        runs[select_on] = (model, history)
+    model, history = runs["main"]
+    assert history.best_epoch == int(np.argmin(history.val_parts["main"]))
+    assert history.best_epoch != int(np.argmin(history.val_loss))  # the total would have kept other weights
+    assert abs(model.w.item() - 1.0) < abs(runs["total"][0].w.item() - 1.0)
+    assert history.val_parts["main"][history.best_epoch] == pytest.approx(float((model.w.detach() - 1) ** 2), rel=1e-5)
+    with pytest.raises(ValueError, match="select_on"):
+        train(_Scalar(), Batch(spikes), Batch(spikes), _pull_to_the_mean, epochs=1, select_on="velocity", progress=False)

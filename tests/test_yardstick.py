@@ -87,3 +87,18 @@ def test_neurofmx_row_predicts_the_hidden_units_of_the_test_trials(real, monkeyp
     rates = yardstick.neurofmx_predictor(real, "quick")
     assert rates.shape == (25, 70, 27) and np.isfinite(rates).all() and (rates > 0).all()
     assert np.isfinite(yardstick.co_bps(real, rates))
+
+
+def test_neurofmx_gets_a_row_per_seed_and_one_for_their_average(real, monkeypatch):
+    """As NDT1-stitch: with several seeds (the full profile) each seed's NeuroFMX is scored, and the
+    rates of all of them averaged (one model's score varies by ~0.02 co-bps from seed to seed)."""
+    truth = real.part("test", "hidden")
+    fake = {0: np.full(truth.shape, 0.02), 1: np.full(truth.shape, 0.06)}
+    monkeypatch.setattr(yardstick, "load_yardstick", lambda path=None: real)
+    monkeypatch.setattr(yardstick, "stitch_predictor", lambda *args, **kwargs: yardstick.mean_rate_predictor(real))
+    monkeypatch.setattr(yardstick, "neurofmx_predictor", lambda data, profile, seed=0: fake[seed])
+    rows = {row["model"]: row["co-bps"] for row in yardstick.run_yardstick(("full",), seeds=(0, 1), mtm=False)}
+    assert [name for name in rows if name.startswith("NeuroFMX")] == [
+        "NeuroFMX, SSM (full, seed 0)", "NeuroFMX, SSM (full, seed 1)", "NeuroFMX, SSM (full, 2 seeds averaged)"]
+    assert rows["NeuroFMX, SSM (full, 2 seeds averaged)"] == pytest.approx(
+        round(yardstick.co_bps(real, np.full(truth.shape, 0.04)), 4))

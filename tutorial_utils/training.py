@@ -124,6 +124,7 @@ def train(
     lr: float = 3e-3,
     weight_decay: float = 0.01,
     patience: int | None = 20,
+    select_on: str = "total",
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -137,6 +138,9 @@ def train(
             ``val_data=None`` skips validation and early stopping.
         objective: ``objective(model, batch, generator) -> loss or {"total": loss, name: loss, ...}``.
         patience: stop after this many epochs without a better validation loss (None: never).
+        select_on: which named validation loss decides early stopping and the weights kept: "total"
+            (the optimised one) or one part of it, e.g. the loss the model is scored on when the
+            other parts only help train it (NeuroFMX's auxiliary heads).
         seed: seeds weights' dropout, shuffling and masks, so a CPU run is exactly reproducible.
         autocast_dtype: reduced precision for the forward pass: a dtype, "off", or None for
             automatic (bfloat16 or float16 on CUDA, off on CPU, unless $TUTORIAL_AUTOCAST says otherwise).
@@ -174,9 +178,12 @@ def train(
             continue
         with autocast(device, amp_dtype):
             val = evaluate_objective(model, objective, val_data, batch_size)
+        if select_on not in val:
+            raise ValueError(f"select_on={select_on!r} is not a loss the objective returns ({sorted(val)})")
         history.val_loss.append(val["total"])
         _record(history.val_parts, val, 1)
-        if history.best_epoch < 0 or history.val_loss[-1] < history.best_val_loss:
+        selected = history.val_loss if select_on == "total" else history.val_parts[select_on]
+        if history.best_epoch < 0 or selected[-1] < selected[history.best_epoch]:
             history.best_epoch = epoch
             best_state = copy.deepcopy(model.state_dict())
         bar.set_postfix(train=f"{history.train_loss[-1]:.4f}", val=f"{history.val_loss[-1]:.4f}",

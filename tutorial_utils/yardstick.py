@@ -157,7 +157,8 @@ def area_codes(yardstick: Yardstick) -> np.ndarray:
 def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbone: str = "ssm") -> np.ndarray:
     """Notebook 4B's NeuroFMX (SSM backbone, Perceiver latents, population aggregator) on the one
     session, with the heads this file allows: no behaviour here, so the encoder (co-smoothing) and
-    forecast heads only. The last 20% of the train trials decide early stopping."""
+    forecast heads only. The last 20% of the train trials decide early stopping (on the encoder's
+    loss: fit_neurofmx). What the recipe went through on this row: docs/neurofmx_yardstick.md."""
     import torch
 
     from .models.neurofmx import MultimodalBatch, NeuroFMXConfig, set_baseline_rates
@@ -188,8 +189,8 @@ def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbo
 def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,), mtm: bool = True,
                   neurofmx: bool = True) -> list[dict]:
     """Score the null, smoothing + GLM, NDT1-stitch (per profile and seed, and in the full profile
-    the seeds' rates averaged), NDT1-stitch trained with MtM masking and NeuroFMX (first seed);
-    one row per model."""
+    the seeds' rates averaged), NDT1-stitch trained with MtM masking (first seed) and NeuroFMX
+    (per seed, and the seeds' rates averaged); one row per model."""
     yardstick = load_yardstick(path)
     rows = []
 
@@ -221,8 +222,11 @@ def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,
             score(f"NDT1-stitch, MtM, mean-rate start ({profile}, seed {seeds[0]})",
                   lambda: stitch_predictor(yardstick, profile, (seeds[0],), masking="mtm",
                                            unit_areas=[area_codes(yardstick)], start_at_mean_rates=True))
-        if neurofmx:
-            score(f"NeuroFMX, SSM ({profile}, seed {seeds[0]})", lambda: neurofmx_predictor(yardstick, profile, seeds[0]))
+        if neurofmx:  # like NDT1-stitch: one row per seed, and with several seeds their rates averaged
+            per_seed = [score(f"NeuroFMX, SSM ({profile}, seed {seed})", lambda: neurofmx_predictor(yardstick, profile, seed))
+                        for seed in seeds]
+            if len(seeds) > 1:
+                score(f"NeuroFMX, SSM ({profile}, {len(seeds)} seeds averaged)", lambda: np.mean(per_seed, axis=0))
     return rows
 
 

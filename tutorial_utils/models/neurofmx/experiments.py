@@ -129,11 +129,23 @@ def build_model(config: NeuroFMXConfig, backbone: str, n_steps: int, seed: int =
 
 
 def fit_neurofmx(model: NeuroFMX, train_batch, val_batch, profile, *, objective=None, epochs: int | None = None,
-                 seed: int = 0, progress: bool = False, desc: str = "NeuroFMX") -> History:
-    """Train ``model`` with training.train and the profile's Notebook 4B recipe; returns the history."""
-    return train(model, train_batch, val_batch, objective or NeuroFMXObjective(),
+                 seed: int = 0, progress: bool = False, desc: str = "NeuroFMX", select_on: str | None = None) -> History:
+    """Train ``model`` with training.train and the profile's Notebook 4B recipe (by default the
+    objective hides ``profile.nfmx_input_dropout`` of the input units too); returns the history.
+
+    ``select_on``: the validation loss that decides early stopping and the weights kept; by default
+    the encoder's (co-smoothing) loss when the model trains that head, else the weighted total. The
+    total is the wrong judge of the rates: on the real yardstick (no behaviour: encoder + forecast
+    heads) the forecast term, weighted 10, made the total lowest after the first epoch, so training
+    stopped ten epochs later and kept the first epoch's weights.
+    """
+    objective = objective or NeuroFMXObjective(input_dropout=profile.nfmx_input_dropout)
+    if select_on is None:
+        trained = objective.tasks or model.config.heads
+        select_on = "encoder" if "encoder" in trained else "total"
+    return train(model, train_batch, val_batch, objective,
                  epochs=epochs or profile.nfmx_epochs, batch_size=profile.nfmx_batch_size, lr=profile.nfmx_lr,
-                 patience=profile.nfmx_patience, seed=seed, progress=progress, desc=desc)
+                 patience=profile.nfmx_patience, select_on=select_on, seed=seed, progress=progress, desc=desc)
 
 
 def fit_adapter(model: NeuroFMX, session: int, train_batch, val_batch, profile, *, seed: int = 0,

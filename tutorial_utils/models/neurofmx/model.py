@@ -39,6 +39,8 @@ class NeuroFMXConfig:
     modalities: which tokenizers exist ("spikes", "calcium").
     patch_bins: bins per token (time patch); forecast_bins: bins hidden at the end and forecast (a multiple).
     use_perceiver / use_aggregator: the pieces the ablations remove.
+    positions: the backbone is told each patch's index in the trial (perceiver.LatentBackbone);
+        False for windows cut from continuous recordings.
     unit_rank: None for free unit embeddings, r for low-rank ones (adapters.UnitIDAdapter).
     heads: which of "encoder", "behaviour", "contrastive", "forecast" are built and trained.
     weighting / loss_weights: how the heads' losses are combined (losses.MultiTaskLoss).
@@ -54,6 +56,7 @@ class NeuroFMXConfig:
     modalities: tuple[str, ...] = ("spikes",)
     use_perceiver: bool = True
     use_aggregator: bool = True
+    positions: bool = True
     aggregator_layers: int = 0  # self-attention layers between units before pooling (0: pooling only; each costs N^2)
     heads: tuple[str, ...] = HEADS
     d_behaviour: int = 2
@@ -118,7 +121,7 @@ class NeuroFMX(nn.Module):
         self.tokenizers = nn.ModuleDict({m: tokenizers[m]() for m in config.modalities})
         self.encoder = PerceiverEncoder(d, config.n_latents, config.n_heads, config.dropout) \
             if config.use_perceiver else MeanPoolEncoder()
-        self.latent_backbone = LatentBackbone(backbone, self.encoder.n_latents, d)
+        self.latent_backbone = LatentBackbone(backbone, self.encoder.n_latents, d, config.positions)
         self.output_query = nn.Parameter(torch.randn(d) * 0.02)  # marks unit embeddings used as output queries
         self.decoder = PerceiverDecoder(d, config.n_heads, config.dropout)
         self.aggregator = PopulationAggregator(d, config.aggregator_layers, n_heads=config.n_heads,

@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from ...batches import Batch
-from ...masking import Masked, TemporalMasking, unit_roles
+from ...masking import Masked, TemporalMasking, drop_input_units, unit_roles
 from ...objectives import masked_poisson_loss
 from .heads import behaviour_positives, info_nce
 
@@ -54,11 +54,16 @@ class NeuroFMXObjective:
     """``objective(model, batch, generator) -> {"encoder": ..., ..., "total": ...}`` for training.train.
 
     ``tasks``: the losses to compute (default: every head the model has); e.g. ("encoder", "forecast")
-    to adapt to a session without behaviour.
+    to adapt to a session without behaviour. ``input_dropout``: while training, also hide this
+    fraction of each trial's input units for all bins (masking.drop_input_units, as NDT1-stitch's
+    recipe does), so the rates cannot lean on a few units of a few dozen trials.
     """
 
     def __init__(self, mask_ratio: float = 0.2, contrastive: str = "behaviour", temperature: float = 0.1,
-                 contrastive_samples: int = 256, tasks: tuple[str, ...] | None = None):
+                 contrastive_samples: int = 256, tasks: tuple[str, ...] | None = None, input_dropout: float = 0.0):
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
+        self.input_dropout = input_dropout
         if contrastive not in CONTRASTIVE_MODES:
             raise ValueError(f"contrastive must be one of {CONTRASTIVE_MODES}, got {contrastive!r}")
         if temperature <= 0:
@@ -84,6 +89,8 @@ class NeuroFMXObjective:
             raise ValueError("the behaviour and behaviour-contrastive losses need batch.behaviour (trials, T, d)")
         k = model.config.forecast_bins
         masked, calcium = self.hide(batch, k if "forecast" in tasks else 0, generator)
+        if model.training and self.input_dropout > 0:
+            masked.inputs = drop_input_units(masked.inputs, self.input_dropout, generator)
         out = model(**model_inputs(batch, masked.inputs, calcium))
         targets = batch.target_counts  # (B, T, W): W may be narrower than the model's widest session
         width = targets.shape[2]

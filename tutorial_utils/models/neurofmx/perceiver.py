@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..ndt1 import sinusoidal_positional_encoding
 from .attention import CrossAttentionBlock
 
 
@@ -59,10 +60,17 @@ class LatentBackbone(nn.Module):
     The L latents of a step are folded into one D-vector (a linear map), the backbone mixes steps,
     and the result is unfolded and added back to each latent (residual), so the latents keep what
     they read in their own step and gain the temporal context.
+
+    ``positions``: add a sinusoidal code of the step index to the folded vectors, so the backbone
+    knows *where in the trial* a step is (an SSM, unlike NDT1's transformer core, has no positions
+    of its own). In trial-aligned data that is a strong cue: on the real-data yardstick the
+    trial-averaged rates alone score 0.055 co-bps. Turn it off for windows cut at arbitrary
+    points from a continuous recording, where the index means nothing.
     """
 
-    def __init__(self, backbone: nn.Module, n_latents: int, d_model: int):
+    def __init__(self, backbone: nn.Module, n_latents: int, d_model: int, positions: bool = True):
         super().__init__()
+        self.positions = positions
         width = getattr(backbone, "d_model", d_model)
         if width != d_model:
             raise ValueError(f"the backbone works on d_model={width} but the model on {d_model}; build both "
@@ -73,7 +81,11 @@ class LatentBackbone(nn.Module):
         self.unfold = nn.Linear(d_model, n_latents * d_model)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        context = self.backbone(self.fold(latents.flatten(-2)))  # (B, P, D)
+        folded = self.fold(latents.flatten(-2))  # (B, P, D)
+        if self.positions:
+            code = sinusoidal_positional_encoding(folded.shape[1], folded.shape[2])
+            folded = folded + code.to(device=folded.device, dtype=folded.dtype)
+        context = self.backbone(folded)  # (B, P, D)
         return latents + self.unfold(context).unflatten(-1, latents.shape[-2:])
 
 

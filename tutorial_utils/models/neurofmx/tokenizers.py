@@ -5,7 +5,7 @@ session recorded (hence Notebook 2's per-session read-ins). Here a token is one 
 one patch of ``patch_bins`` bins, tagged with who the unit is (a learned **unit embedding**) and
 how it was recorded (a learned **modality embedding**: spikes or calcium fluorescence):
 
-    token[b, p, n] = unit_embedding[n] * value_encoder(x[b, bins of patch p, n]) + modality_embedding
+    token[b, p, n] = unit_embedding[n] * (value_encoder(x[b, bins of patch p, n]) - value_encoder(0)) + modality_embedding
 
 The product matters: the unit embedding says who the unit is *and* how its activity is read, so
 even a plain average of a bin's tokens is a learned linear read-in of the whole population (as
@@ -66,7 +66,11 @@ class ModalityTokenizer(nn.Module):
             raise ValueError(f"unit embeddings {tuple(unit_embeddings.shape)} must be (trials, units, d_model) "
                              f"for values {tuple(values.shape)}")
         unit = unit_embeddings[:, None]  # (B, 1, N, D): the same unit in every patch
-        return unit * self.value_encoder(self.features(values)) + self.modality_embedding
+        features = self.features(values)
+        # centred: a silent patch (all features 0) encodes to exactly 0, so the tokens of the many
+        # silent units carry no signal that would drown the few active ones in the latents' average
+        encoded = self.value_encoder(features) - self.value_encoder(features.new_zeros(features.shape[-1]))
+        return unit * encoded + self.modality_embedding
 
 
 class SpikeTokenizer(ModalityTokenizer):
