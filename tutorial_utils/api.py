@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .batches import Batch
-from .data.counts import as_counts
+from .data.counts import as_counts, log_mean_rates
 from .models import NDT1, NDT1Stitch
 from .objectives import MaskedAutoencoding
 from .runtime import Profile, data_dir, get_profile, global_random_state_kept
@@ -146,7 +146,7 @@ class FittedNDT1:
 
 
 def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = None, seed: int = 0,
-             mask_ratio: float = 0.2, progress: bool = True) -> FittedNDT1:
+             mask_ratio: float = 0.2, progress: bool = True, start_at_mean_rates: bool = True) -> FittedNDT1:
     """Train an NDT1 masked autoencoder on spike counts.
 
     Args:
@@ -157,6 +157,11 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
             (ndt1_epochs, ndt1_patience, batch_size, ndt1_dropout, ndt1_input_dropout).
         seed: makes the run reproducible (exactly, on CPU); the caller's global random state is
             left as it was.
+        start_at_mean_rates: start the read-out's bias at the log of each neuron's mean count per
+            bin in ``train_spikes`` (data.counts.log_mean_rates), so training starts from the
+            mean-rate model, as :func:`fit_ndt1_stitch` does (Notebook 1's Lorenz data, quick
+            profile: rate R^2 0.938 -> 0.955; after 15 epochs 0.752 -> 0.871). False: the read-out's
+            default initialisation (about one spike per bin; the recipe before).
     The latent width is the number of neurons, as in NDT1, but at least ``MIN_D_MODEL`` (so a
     recording of a few units, even one, gets real predictions).
     Raises:
@@ -179,6 +184,9 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
     with global_random_state_kept():  # seeding below must not change the caller's random numbers
         torch.manual_seed(seed)  # the initial weights
         model = NDT1(n_neurons, n_bins, d_model=max(n_neurons, MIN_D_MODEL), dropout=profile.ndt1_dropout)
+        if start_at_mean_rates:  # from the mean-rate model, not from about one spike per bin
+            with torch.no_grad():
+                model.read_out.bias.copy_(log_mean_rates(train_spikes))
         history = train(
             model, Batch(train_spikes), Batch(val_spikes) if val_spikes is not None else None,
             MaskedAutoencoding(mask_ratio, input_dropout=profile.ndt1_input_dropout), epochs=profile.ndt1_epochs, batch_size=profile.batch_size,
