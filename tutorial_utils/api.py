@@ -159,8 +159,9 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
             left as it was.
         start_at_mean_rates: start the read-out's bias at the log of each neuron's mean count per
             bin in ``train_spikes`` (data.counts.log_mean_rates), so training starts from the
-            mean-rate model, as :func:`fit_ndt1_stitch` does (Notebook 1's Lorenz data, quick
-            profile: rate R^2 0.938 -> 0.955; after 15 epochs 0.752 -> 0.871). False: the read-out's
+            mean-rate model, as :func:`fit_ndt1_stitch` does (quick profile, rate R^2: Notebook 1's
+            Lorenz data 0.938 -> 0.955, 0.752 -> 0.871 after 15 epochs; the sparse LFADS-like
+            configuration 0.874 -> 0.890). False: the read-out's
             default initialisation (about one spike per bin; the recipe before).
     The latent width is the number of neurons, as in NDT1, but at least ``MIN_D_MODEL`` (so a
     recording of a few units, even one, gets real predictions).
