@@ -161,8 +161,8 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
             bin in ``train_spikes`` (data.counts.log_mean_rates), so training starts from the
             mean-rate model, as :func:`fit_ndt1_stitch` does (quick profile, rate R^2: Notebook 1's
             Lorenz data 0.938 -> 0.955, 0.752 -> 0.871 after 15 epochs; the sparse LFADS-like
-            configuration 0.874 -> 0.890). False: the read-out's
-            default initialisation (about one spike per bin; the recipe before).
+            configuration 0.874 -> 0.890). False: the read-out's default initialisation (about one
+            spike per bin; the recipe before).
     The latent width is the number of neurons, as in NDT1, but at least ``MIN_D_MODEL`` (so a
     recording of a few units, even one, gets real predictions).
     Raises:
