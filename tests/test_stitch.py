@@ -204,6 +204,8 @@ def test_read_outs_can_start_at_the_units_mean_rates():
         torch.testing.assert_close(read_out.bias, counts.mean((0, 1)).clamp(min=1e-3).log())
     with pytest.raises(ValueError, match="units for a read-out of"):
         start_at_mean_rates(model, sessions[::-1])
+    start_at_mean_rates(model, sessions[1:], session_ids=[1])  # one session only: the other keeps its biases
+    torch.testing.assert_close(model.read_out[1].bias, sessions[1].mean((0, 1)).clamp(min=1e-3).log())
     # through the API: after one epoch the rates are near the data's mean with the option, far without
     one_epoch = get_profile("quick", stitch_epochs=1)
     mean_rate = {}
@@ -212,3 +214,27 @@ def test_read_outs_can_start_at_the_units_mean_rates():
         mean_rate[option] = fitted.predict_rates(sessions[0], session=0).mean()
     data_mean = float(sessions[0].mean())
     assert 0.7 < mean_rate[True] / data_mean < 1.4 and mean_rate[False] / data_mean > 2, (mean_rate, data_mean)
+
+
+def test_by_default_fits_start_read_outs_at_the_units_mean_rates():
+    """fit_ndt1_stitch's default, and refit_read_in(read_out=True) for a new session, start each
+    read-out bias at its units' log mean rate in the training trials (a tiny learning rate keeps
+    the start visible after the one epoch)."""
+    from tutorial_utils import fit_ndt1_stitch
+    from tutorial_utils.runtime import get_profile
+
+    g = torch.Generator().manual_seed(1)
+    rates = torch.tensor([0.02, 0.05, 0.1, 0.4, 0.0])  # one silent unit: floored, stays finite
+    train = [torch.poisson(rates.expand(30, 10, 5), generator=g)]
+    val = [torch.poisson(rates.expand(6, 10, 5), generator=g)]
+    one_epoch = get_profile("quick", stitch_epochs=1)
+    fitted = fit_ndt1_stitch(train, val, n_heldout=[2], profile=one_epoch, lr=1e-9, progress=False)
+    expected = train[0].mean((0, 1)).clamp(min=1e-3).log()
+    torch.testing.assert_close(fitted.model.read_out[0].bias.detach(), expected, atol=1e-4, rtol=0)
+
+    new_train = torch.poisson(rates.flip(0).expand(20, 10, 5), generator=g)
+    adapted = fitted.add_session(3, 5, name="new")
+    adapted.refit_read_in(1, new_train, new_train[:4], epochs=1, lr=1e-9, read_out=True, progress=False)
+    torch.testing.assert_close(adapted.model.read_out[1].bias.detach(),
+                               new_train.mean((0, 1)).clamp(min=1e-3).log(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(adapted.model.read_out[0].bias.detach(), expected, atol=1e-4, rtol=0)  # frozen

@@ -60,6 +60,23 @@ def test_fit_ndt1_learns_the_lorenz_rates(lorenz_fit):
     assert fitted.latents(data.spikes[test_idx]).shape == (len(test_idx), 50, 64)
 
 
+def test_fit_ndt1_starts_the_read_out_at_the_neurons_mean_rates():
+    """By default the read-out bias starts at each neuron's log mean count per bin (training then
+    starts from the mean-rate model); one step later it is still there, far from the default
+    initialisation's rates of about one spike per bin."""
+    g = torch.Generator().manual_seed(0)
+    rates = torch.tensor([0.02, 0.05, 0.1, 0.4, 0.0])  # sparse, one silent neuron (floored, finite)
+    train_spikes = torch.poisson(rates.expand(30, 10, 5), generator=g)
+    val_spikes = torch.poisson(rates.expand(6, 10, 5), generator=g)
+    one_step = get_profile("quick", ndt1_epochs=1, batch_size=32)
+    expected = train_spikes.mean((0, 1)).clamp(min=1e-3).log()
+    fitted = tutorial_utils.fit_ndt1(train_spikes, val_spikes, profile=one_step, progress=False)
+    torch.testing.assert_close(fitted.model.read_out.bias.detach(), expected, atol=0.05, rtol=0)
+    from_rate_1 = tutorial_utils.fit_ndt1(train_spikes, val_spikes, profile=one_step, progress=False,
+                                          start_at_mean_rates=False)
+    assert (from_rate_1.model.read_out.bias.detach() - expected).abs().min() > 1
+
+
 def test_fit_ndt1_rejects_bad_input(lorenz_fit):
     good = np.random.default_rng(0).poisson(1.0, size=(12, 10, 4))
     with pytest.raises(ValueError, match="3 dimensions"):

@@ -170,7 +170,8 @@ def adapt(pretrained: FittedStitch, spikes, split: FewShotSplit, n_heldout: int,
           profile: Profile | None = None, progress: bool = False) -> tuple[FittedStitch, int]:
     """A copy of ``pretrained`` with the new session added and adapted on ``split``'s trials, the
     core frozen (fresh read-in, read-out and embedding learned by ``refit_read_in`` with the
-    pretraining recipe's input dropout, then the held-out units' read-out by ``fit_read_out``).
+    pretraining recipe's input dropout, the read-out's biases starting at the units' mean rates in
+    the adaptation trials; then the held-out units' read-out by ``fit_read_out``).
 
     Returns (adapted model, the new session's index). ``pretrained`` itself is not changed."""
     profile = profile or get_profile()

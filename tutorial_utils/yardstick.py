@@ -189,8 +189,9 @@ def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbo
 def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,), mtm: bool = True,
                   neurofmx: bool = True) -> list[dict]:
     """Score the null, smoothing + GLM, NDT1-stitch (per profile and seed, and in the full profile
-    the seeds' rates averaged), NDT1-stitch trained with MtM masking (first seed) and NeuroFMX
-    (per seed, and the seeds' rates averaged); one row per model."""
+    the seeds' rates averaged), NDT1-stitch trained with MtM masking (first seed), the same two with
+    their read-outs started at rate 1 instead of the units' mean rates (the recipe before), and
+    NeuroFMX (per seed, and the seeds' rates averaged); one row per model."""
     yardstick = load_yardstick(path)
     rows = []
 
@@ -215,13 +216,14 @@ def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,
         if mtm:  # Notebook 4A's multi-task masking, its region schemes over the two arrays
             score(f"NDT1-stitch, MtM masking ({profile}, seed {seeds[0]})",
                   lambda: stitch_predictor(yardstick, profile, (seeds[0],), masking="mtm", unit_areas=[area_codes(yardstick)]))
-        # the same two, their read-outs started at the units' mean rates (fit_ndt1_stitch's option)
-        score(f"NDT1-stitch, mean-rate start ({profile}, seed {seeds[0]})",
-              lambda: stitch_predictor(yardstick, profile, (seeds[0],), start_at_mean_rates=True))
+        # the same two with the read-outs' default initialisation (about one spike per bin), the
+        # recipe before fit_ndt1_stitch started them at the units' mean rates: what that start buys
+        score(f"NDT1-stitch, read-outs from rate 1 ({profile}, seed {seeds[0]})",
+              lambda: stitch_predictor(yardstick, profile, (seeds[0],), start_at_mean_rates=False))
         if mtm:
-            score(f"NDT1-stitch, MtM, mean-rate start ({profile}, seed {seeds[0]})",
+            score(f"NDT1-stitch, MtM, read-outs from rate 1 ({profile}, seed {seeds[0]})",
                   lambda: stitch_predictor(yardstick, profile, (seeds[0],), masking="mtm",
-                                           unit_areas=[area_codes(yardstick)], start_at_mean_rates=True))
+                                           unit_areas=[area_codes(yardstick)], start_at_mean_rates=False))
         if neurofmx:  # like NDT1-stitch: one row per seed, and with several seeds their rates averaged
             per_seed = [score(f"NeuroFMX, SSM ({profile}, seed {seed})", lambda: neurofmx_predictor(yardstick, profile, seed))
                         for seed in seeds]

@@ -183,12 +183,16 @@ def swap_session_parts(model: NDT1Stitch, source: int, target: int) -> None:
 
 
 @torch.no_grad()
-def start_at_mean_rates(model: NDT1Stitch, sessions: list[torch.Tensor]) -> None:
+def start_at_mean_rates(model: NDT1Stitch, sessions: list[torch.Tensor], session_ids: list[int] | None = None) -> None:
     """Set each session's read-out bias to the log of its units' mean count per bin in ``sessions``
-    ((trials_s, T, N_out[s]) counts, one per session), so an untrained model predicts each unit's
-    mean rate (0 bits/spike) instead of about one spike per bin. At real firing rates (a few
-    hundredths of a spike per 10 ms bin) a short run otherwise ends below the mean-rate model."""
-    for read_out, counts in zip(model.read_out, sessions):
+    ((trials_s, T, N_out[s]) counts, one per session; ``session_ids``: which of the model's
+    sessions they are, default 0, 1, ...), so an untrained read-out predicts each unit's mean rate
+    (0 bits/spike) instead of about one spike per bin. At real firing rates (a few hundredths of a
+    spike per 10 ms bin) a short run from one spike per bin otherwise ends below the mean-rate
+    model. fit_ndt1_stitch and refit_read_in(read_out=True) start there."""
+    session_ids = range(len(sessions)) if session_ids is None else session_ids
+    for session, counts in zip(session_ids, sessions, strict=True):
+        read_out = model.read_out[session]
         log_rates = log_mean_rates(counts)
         if log_rates.shape != read_out.bias.shape:
             raise ValueError(f"counts with {log_rates.numel()} units for a read-out of {read_out.bias.numel()}")
