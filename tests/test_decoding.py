@@ -239,8 +239,9 @@ def test_load_or_fit_trains_once_then_loads(tmp_path):
     torch.testing.assert_close(second.model.state_dict(), first.model.state_dict())
     name = tutorial_utils.api.model_cache_path("nb2", True, get_profile("quick")).name
     # a model trained on an older stand-in must not be loaded for regenerated data
-    assert name.endswith(f"quick_synthetic-v{synthetic_maze.GENERATOR_VERSION}.pt")
-    assert tutorial_utils.api.model_cache_path("nb2", False, get_profile("quick")).name == "nb2_quick_real.pt"
+    recipe = tutorial_utils.api.RECIPE_VERSION
+    assert name.endswith(f"quick_synthetic-v{synthetic_maze.GENERATOR_VERSION}_recipe{recipe}.pt")
+    assert tutorial_utils.api.model_cache_path("nb2", False, get_profile("quick")).name == f"nb2_quick_real_recipe{recipe}.pt"
 
 
 def test_add_session_keeps_the_trained_weights():

@@ -73,18 +73,24 @@ def load_checkpoint(path) -> tuple[torch.nn.Module, History | None]:
     return model.eval(), history
 
 
+# Raised whenever the fitting recipe changes what a saved model would be (2: read-outs start at the
+# units' mean rates), so a notebook never reuses a model an older recipe trained.
+RECIPE_VERSION = 2
+
+
 def model_cache_path(tag: str, synthetic: bool, profile: Profile | None = None) -> Path:
     """Where a notebook keeps a trained model for later notebooks: ``<data cache>/models/``.
 
     The name carries the profile and whether the data were the synthetic stand-in
     (``session.is_synthetic``), so a quick run never picks up a full one, nor real data a
     stand-in model; a stand-in model also carries the generator version, so a model trained on an
-    older stand-in is never loaded for the regenerated data."""
+    older stand-in is never loaded for the regenerated data; and every name carries the recipe
+    version (RECIPE_VERSION), so neither is a model an older recipe trained."""
     from .data.synthetic_maze import GENERATOR_VERSION
 
     profile = profile or get_profile()
     source = f"synthetic-v{GENERATOR_VERSION}" if synthetic else "real"
-    return data_dir() / "models" / f"{tag}_{profile.name}_{source}.pt"
+    return data_dir() / "models" / f"{tag}_{profile.name}_{source}_recipe{RECIPE_VERSION}.pt"
 
 
 def load_or_fit(path, fit, fitted_class=None):
