@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import tutorial_utils
 from tutorial_utils import metrics
@@ -117,7 +118,7 @@ def test_train_returns_the_exponential_average_of_the_weights_after_each_step():
     torch.manual_seed(0)
     model, train_data, _ = _tiny_lorenz()
     after_step = []  # the weights after every optimizer step, recorded by a global hook
-    hook = torch.optim.optimizer.register_optimizer_step_post_hook(
+    hook = register_optimizer_step_post_hook(
         lambda optimizer, args, kwargs: after_step.append([p.detach().clone() for p in model.parameters()]))
     try:
         history = train(model, train_data, None, MaskedAutoencoding(), epochs=3, batch_size=8, device="cpu",
@@ -145,7 +146,7 @@ def test_early_stopping_validates_and_keeps_the_averaged_weights():
         return MaskedAutoencoding()(net, batch, generator)
 
     train_losses = []
-    hook = torch.optim.optimizer.register_optimizer_step_post_hook(
+    hook = register_optimizer_step_post_hook(
         lambda optimizer, args, kwargs: train_losses.append(None))
     try:
         history = train(model, train_data, val_data, objective, epochs=6, batch_size=8, lr=0.05, device="cpu",
