@@ -92,6 +92,52 @@ def test_predict_hidden_bins_never_sees_the_scored_bin():
     assert (predict_hidden_bins(Echo(), spikes) == 0).all()
 
 
+class _VisibleSum(torch.nn.Module):
+    """Predicts every bin as the sum of the trial's *visible* counts (unit 0): shows what was hidden."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return x[:, :, :1].sum(1, keepdim=True).expand(-1, x.shape[1], -1)
+
+
+def test_predict_hidden_bins_averages_over_draws_of_the_hidden_folds():
+    spikes = torch.tensor([1.0, 2, 4, 8, 16, 32, 64, 128, 256, 512]).reshape(1, 10, 1)  # each subset has its own sum
+    total = spikes.sum()
+    one = predict_hidden_bins(_VisibleSum(), spikes, n_folds=5)
+    assert torch.equal(one[0, :, 0], total - spikes[0, :, 0] - spikes[0, (torch.arange(10) + 5) % 10, 0])
+    assert torch.equal(predict_hidden_bins(_VisibleSum(), spikes, n_folds=5, n_draws=1), one)
+    two = predict_hidden_bins(_VisibleSum(), spikes, n_folds=5, n_draws=2)
+    assert torch.equal(two, predict_hidden_bins(_VisibleSum(), spikes, n_folds=5, n_draws=2))  # seeded
+    # the second draw hid every bin together with exactly one other bin, a different pairing from t, t+5
+    hidden_with = (total - (2 * two - one)[0, :, 0]) - spikes[0, :, 0]  # the count of bin t's fold partner
+    partner = [int(torch.nonzero(spikes[0, :, 0] == value)[0]) for value in hidden_with]
+    assert sorted(partner) == list(range(10)) and all(partner[partner[t]] == t != partner[t] for t in range(10))
+    assert partner != [(t + 5) % 10 for t in range(10)]
+    # and in every draw each bin is predicted while hidden: a model echoing its input gets zeros
+    echo = _VisibleSum()
+    echo.forward = lambda x: x
+    assert (predict_hidden_bins(echo, torch.arange(1.0, 21).reshape(1, 10, 2), n_draws=4) == 0).all()
+
+
+@pytest.mark.parametrize("n_draws", [0, -1, 2.5, "4", True])
+def test_predict_hidden_bins_rejects_bad_draw_counts(n_draws):
+    with pytest.raises(ValueError, match="n_draws must be a whole number >= 1"):
+        predict_hidden_bins(_VisibleSum(), torch.ones(1, 10, 1), n_draws=n_draws)
+
+
+def test_fit_ndt1_averages_its_predictions_over_draws(lorenz_fit):
+    data, test_idx, fitted = lorenz_fit
+    spikes = data.spikes[test_idx][:5]
+    rates = fitted.predict_rates(spikes)
+    expected = predict_hidden_bins(fitted.model, torch.as_tensor(spikes), n_draws=tutorial_utils.api.INFERENCE_DRAWS)
+    np.testing.assert_allclose(rates, expected.exp().numpy(), rtol=1e-6)
+    assert tutorial_utils.api.INFERENCE_DRAWS > 1
+    assert not np.allclose(rates, fitted.predict_rates(spikes, n_draws=1))
+
+
 # --- weight averaging (train(weight_average_decay=...)) ------------------------------------------
 
 def test_weight_average_is_a_running_mean_then_exponential():
