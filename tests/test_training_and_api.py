@@ -111,10 +111,12 @@ def test_predict_hidden_bins_averages_over_draws_of_the_hidden_folds():
     assert torch.equal(predict_hidden_bins(_VisibleSum(), spikes, n_folds=5, n_draws=1), one)
     two = predict_hidden_bins(_VisibleSum(), spikes, n_folds=5, n_draws=2)
     assert torch.equal(two, predict_hidden_bins(_VisibleSum(), spikes, n_folds=5, n_draws=2))  # seeded
-    # the second draw hid every bin together with exactly one other bin, a different pairing from t, t+5
+    # the second draw hid every bin together with exactly one other bin, in the other block of 5 bins
+    # (one hidden bin per block, like the strided folds), but paired differently from t, t + 5
     hidden_with = (total - (2 * two - one)[0, :, 0]) - spikes[0, :, 0]  # the count of bin t's fold partner
     partner = [int(torch.nonzero(spikes[0, :, 0] == value)[0]) for value in hidden_with]
     assert sorted(partner) == list(range(10)) and all(partner[partner[t]] == t != partner[t] for t in range(10))
+    assert all(partner[t] // 5 != t // 5 for t in range(10))
     assert partner != [(t + 5) % 10 for t in range(10)]
     # and in every draw each bin is predicted while hidden: a model echoing its input gets zeros
     echo = _VisibleSum()

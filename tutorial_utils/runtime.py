@@ -45,7 +45,11 @@ class Profile:
     ablation_epochs: int  # ...and at most this many epochs
     ndt1_dropout: float  # fit_ndt1: dropout inside the transformer
     ndt1_input_dropout: float  # fit_ndt1: fraction of input units hidden per training trial
-    ndt1_weight_average_decay: float | None  # fit_ndt1: train(weight_average_decay=...), None: off
+    # fit_ndt1: train(weight_average_decay=...), None: off. Off in both profiles: on the LFADS-like
+    # Lorenz benchmark (seed 0) an average of the weights did not beat the cosine schedule's own
+    # end point (full: rate R^2 0.881 without, 0.880-0.881 with decays 0.99-0.999; quick: 0.874
+    # without, 0.874 at 0.995, 0.845 at 0.999, whose ~1000-step average lags the short run)
+    ndt1_weight_average_decay: float | None
     # Notebook 2: stitching (fit_ndt1_stitch). The recipe is for small data (mc_maze_small has 75
     # training trials): a narrow model, strong dropout, input-unit dropout, small batches and
     # long training with a cosine schedule, chosen on the real-data yardstick (yardstick.py).

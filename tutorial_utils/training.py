@@ -264,10 +264,13 @@ def predict_hidden_bins(model, spikes: torch.Tensor, *extra: torch.Tensor, n_fol
     predictions against ``spikes`` is also honest: the model never saw the counts it is scored on.
 
     ``n_draws`` > 1 averages the outputs (log-rates, say) over that many partitions of the bins into
-    folds: the first is the one above, each further one shuffles which bins are hidden together
-    (with a fixed seed, so every call gives the same answer). Each bin is then inferred from several
-    different contexts, which averages out part of the noise of any one; it costs n_draws times
-    the passes. (On the LFADS-like Lorenz benchmark, 16 draws raised fit_ndt1's rate R^2 by ~0.007.)
+    folds: the first is the one above; each further one shuffles the fold labels within every block
+    of ``n_folds`` consecutive bins (with a fixed seed, so every call gives the same answer), so each
+    fold still hides one bin in every block, spread out like the strided folds (fully random folds,
+    which can hide runs of neighbouring bins, predicted worse one at a time). Each bin is then
+    inferred from several different contexts, which averages out part of the noise of any one; it
+    costs n_draws times the passes. (On the LFADS-like Lorenz benchmark, full profile, 16 draws
+    raised fit_ndt1's rate R^2 from 0.881 / 0.890 to 0.891 / 0.899 for seeds 0 / 1.)
     """
     if isinstance(n_draws, bool) or not isinstance(n_draws, numbers.Integral) or n_draws < 1:
         raise ValueError(f"n_draws must be a whole number >= 1 (1: one partition of the bins into folds), got {n_draws!r}")
@@ -275,10 +278,12 @@ def predict_hidden_bins(model, spikes: torch.Tensor, *extra: torch.Tensor, n_fol
     n_bins = spikes.shape[1]
     shuffles = torch.Generator().manual_seed(0)
     total = None
+    n_blocks = -(-n_bins // n_folds)
     for draw in range(int(n_draws)):
-        fold_of_bin = torch.arange(n_bins) % n_folds  # (T,), on the CPU like predict's outputs
-        if draw > 0:
-            fold_of_bin = fold_of_bin[torch.randperm(n_bins, generator=shuffles)]
+        if draw == 0:
+            fold_of_bin = torch.arange(n_bins) % n_folds  # (T,), on the CPU like predict's outputs
+        else:  # a random order of the fold labels in each block of n_folds bins
+            fold_of_bin = torch.cat([torch.randperm(n_folds, generator=shuffles) for _ in range(n_blocks)])[:n_bins]
         output = None
         for fold in range(n_folds):
             hidden = fold_of_bin == fold  # (T,)
