@@ -119,8 +119,9 @@ class WeightAverage:
     """An exponential moving average of a model's weights (Polyak averaging), updated after every step.
 
     SGD's last weights jitter around a minimum with the noise of the last few batches; their
-    average over the last ~1 / (1 - decay) steps sits nearer its centre, predicts better and gives
-    a smoother validation loss to stop on. After step n (1, 2, ...) the average moves towards the
+    average over the last ~1 / (1 - decay) steps sits nearer its centre, often predicts better and
+    gives a smoother validation loss to stop on. (Not always: a cosine schedule that ends near a zero
+    learning rate already averages; see runtime.Profile.ndt1_weight_average_decay.) After step n (1, 2, ...) the average moves towards the
     new weights by 1 - d_n, where d_n = min(decay, n / (n + 1)): the first step's weights are copied,
     then it is a plain running mean until d_n reaches ``decay`` (so the random initial weights are
     never in it and the first epochs are not biased towards them), exponential from then on.
