@@ -3,7 +3,8 @@
 It moves data and model to the device (whole datasets fit in GPU memory here, so batches are
 sliced on the device with no DataLoader), uses mixed precision on CUDA (runtime.autocast_dtype),
 shows a progress bar, validates every epoch, stops early when validation stops improving,
-restores the best weights, and returns the loss history.
+restores the best weights, and returns the loss history. Optionally it keeps an exponential moving
+average of the weights (:class:`WeightAverage`) and validates, keeps and returns those instead.
 
 What is optimised is a separate *objective*: a callable ``objective(model, batch, generator)``
 taking a named :class:`~tutorial_utils.batches.Batch` and returning a scalar loss, or a dict of
@@ -13,6 +14,7 @@ loop trains masked autoencoders, stitched models and decoders, and records every
 from __future__ import annotations
 
 import copy
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -113,6 +115,38 @@ def evaluate_objective(model, objective, data: Batch, batch_size: int, seed: int
     return {name: total / count for name, total in sums.items()}
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (Polyak averaging), updated after every step.
+
+    SGD's last weights jitter around a minimum with the noise of the last few batches; their
+    average over the last ~1 / (1 - decay) steps sits nearer its centre, often predicts better and
+    gives a smoother validation loss to stop on. (Not always: a cosine schedule that ends near a zero
+    learning rate already averages; see runtime.Profile.ndt1_weight_average_decay.) After step n (1, 2, ...) the average moves towards the
+    new weights by 1 - d_n, where d_n = min(decay, n / (n + 1)): the first step's weights are copied,
+    then it is a plain running mean until d_n reaches ``decay`` (so the random initial weights are
+    never in it and the first epochs are not biased towards them), exponential from then on.
+    Buffers (none in the course's models, but e.g. batch-norm statistics) are copied, not averaged.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
+            raise ValueError(f"weight_average_decay must be a number strictly between 0 and 1 (e.g. 0.999, "
+                             f"an average over the last ~1000 steps) or None to train without it; got {decay!r}")
+        self.decay = float(decay)
+        self.model = copy.deepcopy(model).eval()  # same device and dtype as the trained model
+        self.model.requires_grad_(False)
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.steps += 1
+        weight = 1.0 - min(self.decay, (self.steps - 1) / self.steps)  # 1 at the first step: a copy
+        for averaged, current in zip(self.model.parameters(), model.parameters()):
+            averaged.lerp_(current.detach(), weight)  # averaged += weight * (current - averaged)
+        for averaged, current in zip(self.model.buffers(), model.buffers()):
+            averaged.copy_(current)
+
+
 def train(
     model: torch.nn.Module,
     train_data: Batch,
@@ -130,6 +164,7 @@ def train(
     progress: bool = True,
     desc: str = "training",
     autocast_dtype: torch.dtype | str | None = None,
+    weight_average_decay: float | None = None,
 ) -> History:
     """Train ``model`` in place with AdamW + cosine decay; return its :class:`History`.
 
@@ -144,10 +179,15 @@ def train(
         seed: seeds weights' dropout, shuffling and masks, so a CPU run is exactly reproducible.
         autocast_dtype: reduced precision for the forward pass: a dtype, "off", or None for
             automatic (bfloat16 or float16 on CUDA, off on CPU, unless $TUTORIAL_AUTOCAST says otherwise).
+        weight_average_decay: None trains as usual; a decay in (0, 1), e.g. 0.999, keeps an
+            exponential moving average of the weights (:class:`WeightAverage`, horizon ~1 / (1 - decay)
+            steps), and validation, early stopping and the weights left in ``model`` all use the average.
     """
     device = torch.device(device) if device is not None else get_device()
     generator = seed_everything(seed)
     model.to(device)
+    average = WeightAverage(model, weight_average_decay) if weight_average_decay is not None else None
+    validated = average.model if average is not None else model  # the weights validated and kept
     train_data = as_batch(train_data).to(device)
     val_data = as_batch(val_data).to(device) if val_data is not None else None
 
@@ -165,6 +205,8 @@ def train(
         for batch in iterate_batches(train_data, batch_size, generator):
             losses = backward_pass(model, objective, batch, generator, amp_dtype, scaler)
             optimizer_step(model, optimizer, scaler)
+            if average is not None:
+                average.update(model)
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(batch)
             epoch_count += len(batch)
@@ -177,7 +219,7 @@ def train(
             bar.set_postfix(train=f"{history.train_loss[-1]:.4f}")
             continue
         with autocast(device, amp_dtype):
-            val = evaluate_objective(model, objective, val_data, batch_size)
+            val = evaluate_objective(validated, objective, val_data, batch_size)
         if select_on not in val:
             raise ValueError(f"select_on={select_on!r} is not a loss the objective returns ({sorted(val)})")
         history.val_loss.append(val["total"])
@@ -185,7 +227,7 @@ def train(
         selected = history.val_loss if select_on == "total" else history.val_parts[select_on]
         if history.best_epoch < 0 or selected[-1] < selected[history.best_epoch]:
             history.best_epoch = epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(validated.state_dict())
         bar.set_postfix(train=f"{history.train_loss[-1]:.4f}", val=f"{history.val_loss[-1]:.4f}",
                         best=history.best_epoch)
         if patience is not None and epoch - history.best_epoch >= patience:
@@ -194,6 +236,8 @@ def train(
 
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif average is not None:  # no validation: the average at the end
+        model.load_state_dict(average.model.state_dict())
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
@@ -217,7 +261,7 @@ def predict(model, spikes: torch.Tensor, *extra: torch.Tensor, method: str = "fo
     return torch.cat(outputs)
 
 
-def predict_hidden_bins(model, spikes: torch.Tensor, *extra: torch.Tensor, n_folds: int = 5,
+def predict_hidden_bins(model, spikes: torch.Tensor, *extra: torch.Tensor, n_folds: int = 5, n_draws: int = 1,
                         method: str = "forward", batch_size: int = 256,
                         autocast_dtype: torch.dtype | str | None = None) -> torch.Tensor:
     """``model.<method>`` output for every bin computed *while that bin was masked*, in ``n_folds`` passes.
@@ -226,15 +270,35 @@ def predict_hidden_bins(model, spikes: torch.Tensor, *extra: torch.Tensor, n_fol
     to echo that bin's noisy counts. So we infer bin t from a pass in which bin t is zeroed: fold k
     hides the bins t with t % n_folds == k (20% of bins for 5 folds, like training). Scoring these
     predictions against ``spikes`` is also honest: the model never saw the counts it is scored on.
+
+    ``n_draws`` > 1 averages the outputs (log-rates, say) over that many partitions of the bins into
+    folds: the first is the one above; each further one shuffles the fold labels within every block
+    of ``n_folds`` consecutive bins (with a fixed seed, so every call gives the same answer), so each
+    fold still hides one bin in every block, spread out like the strided folds (fully random folds,
+    which can hide runs of neighbouring bins, predicted worse one at a time). Each bin is then
+    inferred from several different contexts, which averages out part of the noise of any one; it
+    costs n_draws times the passes. (On the LFADS-like Lorenz benchmark, full profile, 16 draws
+    raised fit_ndt1's rate R^2 from 0.881 / 0.890 to 0.891 / 0.899 for seeds 0 / 1.)
     """
+    if isinstance(n_draws, bool) or not isinstance(n_draws, numbers.Integral) or n_draws < 1:
+        raise ValueError(f"n_draws must be a whole number >= 1 (1: one partition of the bins into folds), got {n_draws!r}")
     spikes = torch.as_tensor(spikes)
-    bins = torch.arange(spikes.shape[1])  # on the CPU, like predict's outputs
-    output = None
-    for fold in range(n_folds):
-        hidden = bins % n_folds == fold  # (T,)
-        hidden_bins = hidden.to(spikes.device)[None, :, None]
-        fold_output = predict(model, spikes.masked_fill(hidden_bins, 0.0), *extra, method=method,
-                              batch_size=batch_size, autocast_dtype=autocast_dtype)
-        output = torch.zeros_like(fold_output) if output is None else output
-        output[:, hidden] = fold_output[:, hidden]
-    return output
+    n_bins = spikes.shape[1]
+    shuffles = torch.Generator().manual_seed(0)
+    total = None
+    n_blocks = -(-n_bins // n_folds)
+    for draw in range(int(n_draws)):
+        if draw == 0:
+            fold_of_bin = torch.arange(n_bins) % n_folds  # (T,), on the CPU like predict's outputs
+        else:  # a random order of the fold labels in each block of n_folds bins
+            fold_of_bin = torch.cat([torch.randperm(n_folds, generator=shuffles) for _ in range(n_blocks)])[:n_bins]
+        output = None
+        for fold in range(n_folds):
+            hidden = fold_of_bin == fold  # (T,)
+            hidden_bins = hidden.to(spikes.device)[None, :, None]
+            fold_output = predict(model, spikes.masked_fill(hidden_bins, 0.0), *extra, method=method,
+                                  batch_size=batch_size, autocast_dtype=autocast_dtype)
+            output = torch.zeros_like(fold_output) if output is None else output
+            output[:, hidden] = fold_output[:, hidden]
+        total = output if total is None else total + output
+    return total / n_draws if n_draws > 1 else total
