@@ -98,17 +98,6 @@ def test_one_training_step_under_cpu_bfloat16_autocast(case):
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # a step was taken
 
 
-def test_weight_averaged_training_under_cpu_bfloat16_autocast():
-    torch.manual_seed(0)
-    model, data, objective = _ndt1_case()
-    recording = _Recording(objective)
-    history = train(model, data, data, recording, epochs=2, batch_size=6, device="cpu", progress=False,
-                    autocast_dtype="bfloat16", weight_average_decay=0.5)
-    assert recording.seen and all(on and dtype == torch.bfloat16 for on, dtype in recording.seen)
-    assert np.isfinite(history.val_loss).all() and history.steps == 4
-    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_environment_forces_autocast_for_training_and_prediction(case, monkeypatch):
     monkeypatch.setenv(AUTOCAST_ENV, "bfloat16")

@@ -60,6 +60,17 @@ def test_temporal_scheme_can_also_hide_the_last_bins():
         TemporalMasking(1 / 6, tail_bins=6)(batch, _generator())
 
 
+def test_the_tail_is_hidden_on_top_of_a_custom_mask_fn():
+    # a learner's mask_fn may hide bins its own way (here: -1); the tail adds zeros and keeps that
+    def mark_first_bin(spikes, mask_ratio, generator):
+        hidden = torch.zeros(spikes.shape[:2], dtype=torch.bool)
+        hidden[:, 0] = True
+        return spikes.masked_fill(hidden[:, :, None], -1.0), hidden
+
+    masked = TemporalMasking(1 / 6, mask_fn=mark_first_bin, tail_bins=2)(_batch(), _generator())
+    assert (masked.inputs[:, 0] == -1).all() and (masked.inputs[:, 4:] == 0).all()
+
+
 def test_causal_scheme_hides_random_bins_scores_them_and_attends_causally():
     batch = _batch(n_trials=50, n_bins=10)
     masked = CausalMasking(0.3)(batch, _generator())

@@ -11,7 +11,7 @@ from tutorial_utils.data import make_lorenz_dataset
 from tutorial_utils.models import NDT1
 from tutorial_utils.objectives import MaskedAutoencoding
 from tutorial_utils.runtime import get_profile
-from tutorial_utils.training import WeightAverage, evaluate_objective, predict_hidden_bins, train
+from tutorial_utils.training import evaluate_objective, predict_hidden_bins, train
 
 
 def _run(seed):
@@ -188,81 +188,3 @@ def test_fit_ndt1_averages_its_predictions_over_draws(lorenz_fit):
     assert not np.allclose(rates, fitted.predict_rates(spikes, n_draws=1))
 
 
-# --- weight averaging (train(weight_average_decay=...)) ------------------------------------------
-
-def test_weight_average_is_a_running_mean_then_exponential():
-    model = torch.nn.Linear(1, 1, bias=False)
-    average = WeightAverage(model, decay=0.75)
-    seen = []
-    with torch.no_grad():
-        for value in [4.0, 8.0, 0.0, 16.0, 4.0]:
-            model.weight.fill_(value)
-            average.update(model)
-            seen.append(average.model.weight.item())
-    # a copy, then means of 2 and 3 (n / (n + 1) = 1/2, 2/3 <= 0.75), then decay 0.75 (3/4, 4/5 >= 0.75)
-    assert seen == [4.0, 6.0, 4.0, 7.0, 0.75 * 7.0 + 0.25 * 4.0]
-    assert model.weight.item() == 4.0  # the trained model itself is untouched
-
-
-def _tiny_lorenz():
-    data = make_lorenz_dataset(40, seed=2)
-    spikes = torch.as_tensor(data.spikes)
-    return NDT1(data.n_neurons, data.n_bins, d_model=8), Batch(spikes[:24]), Batch(spikes[24:])
-
-
-def test_train_returns_the_exponential_average_of_the_weights_after_each_step():
-    torch.manual_seed(0)
-    model, train_data, _ = _tiny_lorenz()
-    after_step = []  # the weights after every optimizer step, recorded by a global hook
-    hook = register_optimizer_step_post_hook(
-        lambda optimizer, args, kwargs: after_step.append([p.detach().clone() for p in model.parameters()]))
-    try:
-        history = train(model, train_data, None, MaskedAutoencoding(), epochs=3, batch_size=8, device="cpu",
-                        progress=False, weight_average_decay=0.6)
-    finally:
-        hook.remove()
-    assert history.steps == len(after_step) == 9
-    expected = after_step[0]
-    for n, weights in enumerate(after_step[1:], start=2):
-        decay = min(0.6, (n - 1) / n)
-        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, weights)]
-    for returned, wanted, last in zip(model.parameters(), expected, after_step[-1]):
-        torch.testing.assert_close(returned, wanted, rtol=1e-5, atol=1e-6)
-    assert any(not torch.allclose(r, l) for r, l in zip(model.parameters(), after_step[-1]))  # not the last weights
-
-
-def test_early_stopping_validates_and_keeps_the_averaged_weights():
-    torch.manual_seed(0)
-    model, train_data, val_data = _tiny_lorenz()
-    validated = []  # the weights validation saw each epoch (the objective runs on them in eval mode)
-
-    def objective(net, batch, generator):
-        if not net.training and (not validated or validated[-1][0] != len(train_losses)):
-            validated.append((len(train_losses), [p.detach().clone() for p in net.parameters()]))
-        return MaskedAutoencoding()(net, batch, generator)
-
-    train_losses = []
-    hook = register_optimizer_step_post_hook(
-        lambda optimizer, args, kwargs: train_losses.append(None))
-    try:
-        history = train(model, train_data, val_data, objective, epochs=6, batch_size=8, lr=0.05, device="cpu",
-                        progress=False, weight_average_decay=0.9)
-    finally:
-        hook.remove()
-    assert len(validated) == len(history.val_loss)
-    best_weights = validated[history.best_epoch][1]
-    for returned, wanted in zip(model.parameters(), best_weights):
-        torch.testing.assert_close(returned, wanted)
-    restored = evaluate_objective(model, MaskedAutoencoding(), val_data, 8)["total"]
-    assert restored == pytest.approx(history.best_val_loss, rel=1e-5)
-
-
-@pytest.mark.parametrize("decay", [0, 1, 1.5, -0.2, float("nan"), "0.99", True])
-def test_weight_average_decay_must_be_between_0_and_1(decay):
-    model, train_data, val_data = _tiny_lorenz()
-    with pytest.raises(ValueError, match="weight_average_decay must be a number strictly between 0 and 1"):
-        train(model, train_data, val_data, MaskedAutoencoding(), epochs=1, device="cpu", progress=False,
-              weight_average_decay=decay)
-    with pytest.raises(ValueError, match="weight_average_decay"):
-        tutorial_utils.fit_ndt1(train_data.spikes, profile=get_profile("quick", ndt1_epochs=1,
-                                ndt1_weight_average_decay=decay), progress=False)

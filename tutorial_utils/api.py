@@ -167,8 +167,7 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
         val_spikes: optional held-out trials with the same neurons, for early stopping; when
             omitted, the last 10% of the training trials are held out for it.
         profile: "quick" or "full" (see runtime.py) sets the training length and regularisation
-            (ndt1_epochs, ndt1_patience, batch_size, ndt1_dropout, ndt1_input_dropout,
-            ndt1_weight_average_decay).
+            (ndt1_epochs, ndt1_patience, batch_size, ndt1_dropout, ndt1_input_dropout).
         seed: makes the run reproducible (exactly, on CPU); the caller's global random state is
             left as it was.
         start_at_mean_rates: start the read-out's bias at the log of each neuron's mean count per
@@ -206,7 +205,7 @@ def fit_ndt1(train_spikes, val_spikes=None, *, profile: str | Profile | None = N
             model, Batch(train_spikes), Batch(val_spikes) if val_spikes is not None else None,
             MaskedAutoencoding(mask_ratio, input_dropout=profile.ndt1_input_dropout), epochs=profile.ndt1_epochs, batch_size=profile.batch_size,
             patience=profile.ndt1_patience if val_spikes is not None else None, seed=seed,
-            progress=progress, desc="fit_ndt1", weight_average_decay=profile.ndt1_weight_average_decay,
+            progress=progress, desc="fit_ndt1",
         )
     return FittedNDT1(model=model, history=history, n_neurons=n_neurons, n_bins=n_bins)
 

@@ -217,9 +217,9 @@ class TemporalMasking(MaskingScheme):
             n_bins = batch.spikes.shape[1]
             if self.tail_bins >= n_bins:
                 raise ValueError(f"tail_bins={self.tail_bins} leaves no visible bins in trials of {n_bins} bins")
-            hidden_bins = hidden_bins.clone()
-            hidden_bins[:, n_bins - self.tail_bins:] = True
-            inputs = batch.spikes.masked_fill(hidden_bins[:, :, None], 0.0)
+            tail = torch.arange(n_bins, device=hidden_bins.device) >= n_bins - self.tail_bins  # (T,)
+            hidden_bins = hidden_bins | tail
+            inputs = inputs.masked_fill(tail[None, :, None], 0.0)
         scored = exists[:, None, :] & (~is_input[:, None, :] | hidden_bins[:, :, None])
         return Masked(inputs, scored, self.id, False, hidden_bins)
 

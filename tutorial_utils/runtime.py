@@ -45,11 +45,6 @@ class Profile:
     ablation_epochs: int  # ...and at most this many epochs
     ndt1_dropout: float  # fit_ndt1: dropout inside the transformer
     ndt1_input_dropout: float  # fit_ndt1: fraction of input units hidden per training trial
-    # fit_ndt1: train(weight_average_decay=...), None: off. Off in both profiles: on the LFADS-like
-    # Lorenz benchmark (seed 0) an average of the weights did not beat the cosine schedule's own
-    # end point (full: rate R^2 0.881 without, 0.880-0.881 with decays 0.99-0.999; quick: 0.874
-    # without, 0.874 at 0.995, 0.845 at 0.999, whose ~1000-step average lags the short run)
-    ndt1_weight_average_decay: float | None
     # Notebook 2: stitching (fit_ndt1_stitch). The recipe is for small data (mc_maze_small has 75
     # training trials): a narrow model, strong dropout, input-unit dropout, small batches and
     # long training with a cosine schedule, chosen on the real-data yardstick (yardstick.py).
@@ -108,7 +103,7 @@ class Profile:
 PROFILES = {
     "quick": Profile(
         name="quick", lorenz_trials=600, ndt1_epochs=70, ndt1_patience=20, batch_size=32, ndt1_dropout=0.1,
-        ndt1_input_dropout=0.0, ndt1_weight_average_decay=None, ablation_trials=300, ablation_epochs=25,
+        ndt1_input_dropout=0.0, ablation_trials=300, ablation_epochs=25,
         stitch_epochs=200, stitch_max_steps=7000, stitch_batch_size=8, stitch_patience=50, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
@@ -126,7 +121,7 @@ PROFILES = {
     ),
     "full": Profile(
         name="full", lorenz_trials=2000, ndt1_epochs=300, ndt1_patience=100, batch_size=64, ndt1_dropout=0.2,
-        ndt1_input_dropout=0.1, ndt1_weight_average_decay=None, ablation_trials=2000, ablation_epochs=150,
+        ndt1_input_dropout=0.1, ablation_trials=2000, ablation_epochs=150,
         stitch_epochs=600, stitch_max_steps=8000, stitch_batch_size=8, stitch_patience=100, stitch_d_model=32,
         stitch_dropout=0.3, stitch_input_dropout=0.3,
         decoder_epochs=150, wiener_history_bins=(1, 2, 4, 8, 16, 32),

@@ -3,8 +3,7 @@
 It moves data and model to the device (whole datasets fit in GPU memory here, so batches are
 sliced on the device with no DataLoader), uses mixed precision on CUDA (runtime.autocast_dtype),
 shows a progress bar, validates every epoch, stops early when validation stops improving,
-restores the best weights, and returns the loss history. Optionally it keeps an exponential moving
-average of the weights (:class:`WeightAverage`) and validates, keeps and returns those instead.
+restores the best weights, and returns the loss history.
 
 What is optimised is a separate *objective*: a callable ``objective(model, batch, generator)``
 taking a named :class:`~tutorial_utils.batches.Batch` and returning a scalar loss, or a dict of
@@ -115,38 +114,6 @@ def evaluate_objective(model, objective, data: Batch, batch_size: int, seed: int
     return {name: total / count for name, total in sums.items()}
 
 
-class WeightAverage:
-    """An exponential moving average of a model's weights (Polyak averaging), updated after every step.
-
-    SGD's last weights jitter around a minimum with the noise of the last few batches; their
-    average over the last ~1 / (1 - decay) steps sits nearer its centre, often predicts better and
-    gives a smoother validation loss to stop on. (Not always: a cosine schedule that ends near a zero
-    learning rate already averages; see runtime.Profile.ndt1_weight_average_decay.) After step n (1, 2, ...) the average moves towards the
-    new weights by 1 - d_n, where d_n = min(decay, n / (n + 1)): the first step's weights are copied,
-    then it is a plain running mean until d_n reaches ``decay`` (so the random initial weights are
-    never in it and the first epochs are not biased towards them), exponential from then on.
-    Buffers (none in the course's models, but e.g. batch-norm statistics) are copied, not averaged.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
-            raise ValueError(f"weight_average_decay must be a number strictly between 0 and 1 (e.g. 0.999, "
-                             f"an average over the last ~1000 steps) or None to train without it; got {decay!r}")
-        self.decay = float(decay)
-        self.model = copy.deepcopy(model).eval()  # same device and dtype as the trained model
-        self.model.requires_grad_(False)
-        self.steps = 0
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.steps += 1
-        weight = 1.0 - min(self.decay, (self.steps - 1) / self.steps)  # 1 at the first step: a copy
-        for averaged, current in zip(self.model.parameters(), model.parameters()):
-            averaged.lerp_(current.detach(), weight)  # averaged += weight * (current - averaged)
-        for averaged, current in zip(self.model.buffers(), model.buffers()):
-            averaged.copy_(current)
-
-
 def train(
     model: torch.nn.Module,
     train_data: Batch,
@@ -164,7 +131,6 @@ def train(
     progress: bool = True,
     desc: str = "training",
     autocast_dtype: torch.dtype | str | None = None,
-    weight_average_decay: float | None = None,
 ) -> History:
     """Train ``model`` in place with AdamW + cosine decay; return its :class:`History`.
 
@@ -179,15 +145,10 @@ def train(
         seed: seeds weights' dropout, shuffling and masks, so a CPU run is exactly reproducible.
         autocast_dtype: reduced precision for the forward pass: a dtype, "off", or None for
             automatic (bfloat16 or float16 on CUDA, off on CPU, unless $TUTORIAL_AUTOCAST says otherwise).
-        weight_average_decay: None trains as usual; a decay in (0, 1), e.g. 0.999, keeps an
-            exponential moving average of the weights (:class:`WeightAverage`, horizon ~1 / (1 - decay)
-            steps), and validation, early stopping and the weights left in ``model`` all use the average.
     """
     device = torch.device(device) if device is not None else get_device()
     generator = seed_everything(seed)
     model.to(device)
-    average = WeightAverage(model, weight_average_decay) if weight_average_decay is not None else None
-    validated = average.model if average is not None else model  # the weights validated and kept
     train_data = as_batch(train_data).to(device)
     val_data = as_batch(val_data).to(device) if val_data is not None else None
 
@@ -205,8 +166,6 @@ def train(
         for batch in iterate_batches(train_data, batch_size, generator):
             losses = backward_pass(model, objective, batch, generator, amp_dtype, scaler)
             optimizer_step(model, optimizer, scaler)
-            if average is not None:
-                average.update(model)
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(batch)
             epoch_count += len(batch)
@@ -219,7 +178,7 @@ def train(
             bar.set_postfix(train=f"{history.train_loss[-1]:.4f}")
             continue
         with autocast(device, amp_dtype):
-            val = evaluate_objective(validated, objective, val_data, batch_size)
+            val = evaluate_objective(model, objective, val_data, batch_size)
         if select_on not in val:
             raise ValueError(f"select_on={select_on!r} is not a loss the objective returns ({sorted(val)})")
         history.val_loss.append(val["total"])
@@ -227,7 +186,7 @@ def train(
         selected = history.val_loss if select_on == "total" else history.val_parts[select_on]
         if history.best_epoch < 0 or selected[-1] < selected[history.best_epoch]:
             history.best_epoch = epoch
-            best_state = copy.deepcopy(validated.state_dict())
+            best_state = copy.deepcopy(model.state_dict())
         bar.set_postfix(train=f"{history.train_loss[-1]:.4f}", val=f"{history.val_loss[-1]:.4f}",
                         best=history.best_epoch)
         if patience is not None and epoch - history.best_epoch >= patience:
@@ -236,8 +195,6 @@ def train(
 
     if best_state is not None:
         model.load_state_dict(best_state)
-    elif average is not None:  # no validation: the average at the end
-        model.load_state_dict(average.model.state_dict())
     model.eval()
     history.seconds = time.perf_counter() - start
     return history

@@ -33,12 +33,6 @@ def to_patches(values: torch.Tensor, patch_bins: int) -> torch.Tensor:
     return values.reshape(n_trials, n_bins // patch_bins, patch_bins, n_units).transpose(2, 3)
 
 
-def from_patches(values: torch.Tensor) -> torch.Tensor:
-    """(B, P, N, patch_bins) -> (B, P * patch_bins, N): the inverse of :func:`to_patches`."""
-    n_trials, n_patches, n_units, patch_bins = values.shape
-    return values.transpose(2, 3).reshape(n_trials, n_patches * patch_bins, n_units)
-
-
 class ModalityTokenizer(nn.Module):
     """Values (B, T, N) + unit embeddings (B, N, D) -> tokens (B, P, N, D), P = T / patch_bins.
 
