@@ -17,6 +17,7 @@ from tutorial_utils.models.neurofmx import (HEADS, BehaviourHead, ContrastiveHea
                                             behaviour_positives, cross_attention, freeze_all_but_session, info_nce,
                                             set_baseline_rates)
 from tutorial_utils.models.neurofmx.attention import fast_cross_attention
+from tutorial_utils.models.neurofmx import experiments
 from tutorial_utils.models.neurofmx.experiments import evaluate, make_backbone
 from tutorial_utils.runtime import autocast
 from tutorial_utils.training import train
@@ -391,6 +392,32 @@ def test_model_and_every_head_run_on_meta(backbone):
     assert set(losses) == set(HEADS) | {"total"} and losses["total"].device.type == "meta"
     bigger = add_session(model, 3, 4)
     assert bigger.unit_adapters[-1].table.device.type == "meta"
+
+
+def test_small_data_configuration_trains_under_bfloat16_and_runs_on_meta():
+    """experiments.SMALL_DATA_CONFIG / SMALL_DATA_SSM (the real-data yardstick's NeuroFMX): tokens
+    mean-pooled, the encoder head alone, a 4-state SSM as wide as the model."""
+    config = _config(**experiments.SMALL_DATA_CONFIG)
+    torch.manual_seed(0)
+    model = experiments.build_model(config, "ssm", T // PATCH, **experiments.SMALL_DATA_SSM)
+    mixer = model.backbone.layers[0].mixer
+    assert (mixer.d_inner, mixer.d_state, tuple(mixer.A_log.shape)) == (8, 4, (8, 4))
+    assert model.encoder.n_latents == 1 and set(model.heads) == {"encoder"}
+    batch = _batch()
+    with autocast("cpu", torch.bfloat16):
+        losses = NeuroFMXObjective()(model, batch, torch.Generator().manual_seed(0))
+    assert set(losses) == {"encoder", "total"} and torch.isfinite(losses["total"])
+    losses["total"].backward()
+    assert model.backbone.layers[0].mixer.in_proj.weight.grad is not None
+    on_meta = model.to(META)(spikes=batch.spikes.to(META), session=batch.session.to(META),
+                             calcium=batch.calcium.to(META))
+    assert on_meta.log_rates.device.type == "meta" and on_meta.forecast is None
+
+
+def test_the_transformer_backbone_ignores_the_ssm_sizes():
+    plain = make_backbone("transformer", 8, 2)
+    sized = make_backbone("transformer", 8, 2, d_state=4, expand=1)
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in sized.parameters()]
 
 
 # --- modalities ---------------------------------------------------------------------------------

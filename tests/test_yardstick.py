@@ -82,11 +82,21 @@ def test_area_codes_follow_the_models_unit_order(real):
 
 def test_neurofmx_row_predicts_the_hidden_units_of_the_test_trials(real, monkeypatch):
     from tutorial_utils import runtime
-    quick = runtime.get_profile("quick", nfmx_epochs=1)
+    from tutorial_utils.models.neurofmx import experiments
+    quick = runtime.get_profile("quick", nfmx_small_data_epochs=1)
     monkeypatch.setattr(runtime, "get_profile", lambda name=None, **change: quick)
+    built, trained = [], []
+    build_model, fit_neurofmx = experiments.build_model, experiments.fit_neurofmx
+    monkeypatch.setattr(experiments, "build_model", lambda *args, **kwargs: built.append(build_model(*args, **kwargs)) or built[-1])
+    monkeypatch.setattr(experiments, "fit_neurofmx", lambda *args, **kwargs: trained.append(fit_neurofmx(*args, **kwargs)))
     rates = yardstick.neurofmx_predictor(real, "quick")
     assert rates.shape == (25, 70, 27) and np.isfinite(rates).all() and (rates > 0).all()
     assert np.isfinite(yardstick.co_bps(real, rates))
+    # the small-data configuration, trained for the profile's small-data epochs
+    (model,) = built
+    assert not model.config.use_perceiver and model.config.heads == ("encoder",) and model.config.dropout == 0.3
+    assert model.backbone.layers[0].mixer.d_inner == model.config.d_model and model.backbone.layers[0].mixer.d_state == 4
+    assert len(trained[0].train_loss) == 1
 
 
 def test_neurofmx_gets_a_row_per_seed_and_one_for_their_average(real, monkeypatch):

@@ -70,6 +70,10 @@ class Profile:
     nfmx_batch_size: int
     nfmx_lr: float
     nfmx_input_dropout: float  # fraction of input units hidden per training trial (as stitch_input_dropout)
+    # NeuroFMX's small-data configuration for co-smoothing alone (the real-data yardstick,
+    # models/neurofmx/experiments.SMALL_DATA_CONFIG): a smaller model learns slower, for longer
+    nfmx_small_data_epochs: int
+    nfmx_small_data_lr: float
     nfmx_adapter_epochs: int  # fitting only a new session's adapter (frozen model)
     nfmx_adapter_lr: float
     nfmx_adapter_trials: int  # training trials of the new session the adapter sees (few-shot)
@@ -109,7 +113,7 @@ PROFILES = {
         decoder_epochs=30, wiener_history_bins=(1, 2, 4, 8, 16),
         # Notebook 4B
         nfmx_d_model=32, nfmx_latents=8, nfmx_epochs=15, nfmx_patience=10, nfmx_batch_size=4, nfmx_lr=1e-2, nfmx_input_dropout=0.3,
-        nfmx_adapter_epochs=10, nfmx_adapter_lr=3e-2, nfmx_adapter_trials=40,
+        nfmx_small_data_epochs=60, nfmx_small_data_lr=5e-3, nfmx_adapter_epochs=10, nfmx_adapter_lr=3e-2, nfmx_adapter_trials=40,
         # Notebook 4C
         scaling_session_counts=(1, 2, 4), scaling_trials=60, scaling_units=(40, 80), scaling_bin_ms=20,
         scaling_seeds=2, scaling_epochs=100, scaling_max_steps=3000, scaling_scratch_steps=800, scaling_adapt_steps=300,
@@ -129,7 +133,7 @@ PROFILES = {
         # d_model 32 and batches of 4 (not 64 / 8): on the real-data yardstick the wider model
         # overfit 60 trials within 20 epochs (co-bps 0.026 against 0.062, yardstick.py)
         nfmx_d_model=32, nfmx_latents=8, nfmx_epochs=60, nfmx_patience=30, nfmx_batch_size=4, nfmx_lr=3e-3,
-        nfmx_input_dropout=0.3,
+        nfmx_input_dropout=0.3, nfmx_small_data_epochs=100, nfmx_small_data_lr=3e-3,
         nfmx_adapter_epochs=100, nfmx_adapter_lr=1e-2, nfmx_adapter_trials=40,
         # Notebook 4C
         scaling_session_counts=(1, 2, 4, 8, 16), scaling_trials=100, scaling_units=(80, 140),

@@ -155,21 +155,27 @@ def area_codes(yardstick: Yardstick) -> np.ndarray:
 
 
 def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbone: str = "ssm") -> np.ndarray:
-    """Notebook 4B's NeuroFMX (SSM backbone, Perceiver latents, population aggregator) on the one
-    session, with the heads this file allows: no behaviour here, so the encoder (co-smoothing) and
-    forecast heads only. The last 20% of the train trials decide early stopping (on the encoder's
-    loss: fit_neurofmx). What the recipe went through on this row: docs/neurofmx_yardstick.md."""
+    """Notebook 4B's NeuroFMX (SSM backbone, population aggregator) on the one session, in its
+    small-data configuration (experiments.SMALL_DATA_CONFIG: the encoder (co-smoothing) head alone,
+    as this file has no behaviour; tokens mean-pooled instead of read by Perceiver latents; dropout
+    0.3; a small SSM), trained for the profile's ``nfmx_small_data_epochs`` at ``nfmx_small_data_lr``.
+    The last 20% of the train trials choose the weights kept (the encoder's loss: fit_neurofmx).
+    What the recipe went through on this row: docs/neurofmx_yardstick.md."""
+    from dataclasses import replace
+
     import torch
 
     from .models.neurofmx import MultimodalBatch, NeuroFMXConfig, set_baseline_rates
-    from .models.neurofmx.experiments import TASK_WEIGHTS, build_model, fit_neurofmx, predict
+    from .models.neurofmx.experiments import SMALL_DATA_CONFIG, SMALL_DATA_SSM, build_model, fit_neurofmx, predict
     from .runtime import get_profile, global_random_state_kept
 
     recipe = get_profile(profile)
+    # every epoch may be the best one: the learning rate decays to 0 by the last, where it usually is
+    recipe = replace(recipe, nfmx_epochs=recipe.nfmx_small_data_epochs, nfmx_lr=recipe.nfmx_small_data_lr,
+                     nfmx_patience=recipe.nfmx_small_data_epochs)
     n_in, n_out = len(yardstick.input_units), len(yardstick.input_units) + len(yardstick.hidden_units)
-    heads = ("encoder", "forecast")
     config = NeuroFMXConfig(n_inputs=[n_in], n_outputs=[n_out], d_model=recipe.nfmx_d_model, n_latents=recipe.nfmx_latents,
-                            heads=heads, weighting="fixed", loss_weights={h: TASK_WEIGHTS[h] for h in heads})
+                            **SMALL_DATA_CONFIG)
 
     def batch(trials: str, with_targets: bool = True) -> MultimodalBatch:
         inputs = torch.as_tensor(yardstick.part(trials, "input"))
@@ -180,7 +186,7 @@ def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbo
     train = batch("train")
     n_fit = round(0.8 * len(train))
     with global_random_state_kept():
-        model = build_model(config, backbone, train.spikes.shape[1] // config.patch_bins, seed)
+        model = build_model(config, backbone, train.spikes.shape[1] // config.patch_bins, seed, **SMALL_DATA_SSM)
         set_baseline_rates(model, 0, train.target_counts[:n_fit])
         fit_neurofmx(model, train[slice(0, n_fit)], train[slice(n_fit, None)], recipe, seed=seed)
     return predict(model, batch("test", with_targets=False))["rates"].numpy()[:, :, n_in:]

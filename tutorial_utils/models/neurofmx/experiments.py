@@ -107,10 +107,13 @@ def default_config(session, profile, **change) -> NeuroFMXConfig:
     return NeuroFMXConfig(**{**base, **change})
 
 
-def make_backbone(kind: str, d_model: int, n_steps: int, n_layers: int = 1, dropout: float = 0.1) -> torch.nn.Module:
+def make_backbone(kind: str, d_model: int, n_steps: int, n_layers: int = 1, dropout: float = 0.1,
+                  d_state: int = 16, expand: int = 2) -> torch.nn.Module:
     """The backbone to inject: "transformer" (NDT1's TransformerCore) or "ssm" (a bidirectional MambaBackbone).
 
     ``n_steps``: the longest sequence the backbone sees (patches per trial); the SSM has no limit.
+    ``d_state`` / ``expand``: the SSM's state size per channel and inner width (mamba-ssm's defaults;
+    :data:`SMALL_DATA_SSM` is smaller); the transformer ignores them.
     """
     if kind == "transformer":
         from ..ndt1 import TransformerCore
@@ -118,14 +121,28 @@ def make_backbone(kind: str, d_model: int, n_steps: int, n_layers: int = 1, drop
     if kind == "ssm":
         from ..mamba import MambaBackbone, MambaConfig
         # bidirectional: like the transformer, every patch may use the whole (masked) trial
-        return MambaBackbone(MambaConfig(d_model=d_model, n_layers=n_layers, dropout=dropout, bidirectional=True))
+        return MambaBackbone(MambaConfig(d_model=d_model, n_layers=n_layers, dropout=dropout, bidirectional=True,
+                                         d_state=d_state, expand=expand))
     raise ValueError(f"backbone must be 'transformer' or 'ssm', got {kind!r}")
 
 
-def build_model(config: NeuroFMXConfig, backbone: str, n_steps: int, seed: int = 0) -> NeuroFMX:
-    """A freshly initialised NeuroFMX (seeded) with the named backbone injected."""
+def build_model(config: NeuroFMXConfig, backbone: str, n_steps: int, seed: int = 0, **backbone_options) -> NeuroFMX:
+    """A freshly initialised NeuroFMX (seeded) with the named backbone injected (``backbone_options``:
+    :func:`make_backbone`'s d_state / expand)."""
     torch.manual_seed(seed)
-    return NeuroFMX(config, make_backbone(backbone, config.d_model, n_steps, dropout=config.dropout))
+    return NeuroFMX(config, make_backbone(backbone, config.d_model, n_steps, dropout=config.dropout, **backbone_options))
+
+
+# NeuroFMX for co-smoothing one small session: ~60 training trials and no behaviour, as the real-data
+# yardstick (yardstick.py). Notebook 4B's configuration overfits there. Measured on the yardstick (full
+# profile, co-bps of seeds 0 / 1 / 2; docs/neurofmx_yardstick.md): the notebook's configuration 0.072 /
+# 0.052 / 0.046; encoder head alone, dropout 0.3 and this SSM, with the Perceiver's 8 latents 0.056 /
+# 0.049 / 0.063, with the tokens mean-pooled instead 0.100 / 0.098 / 0.074. The forecast head costs
+# about 0.015 (mean-pooled: 0.080 / 0.066 / 0.083), mamba-ssm's default SSM (16 states, 2x wide)
+# overfits 60 trials (Perceiver: 0.033 / 0.010 / 0.054).
+SMALL_DATA_CONFIG = dict(use_perceiver=False, dropout=0.3, heads=("encoder",), weighting="fixed",
+                         loss_weights={"encoder": TASK_WEIGHTS["encoder"]})
+SMALL_DATA_SSM = dict(d_state=4, expand=1)
 
 
 def fit_neurofmx(model: NeuroFMX, train_batch, val_batch, profile, *, objective=None, epochs: int | None = None,
