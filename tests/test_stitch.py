@@ -238,3 +238,58 @@ def test_by_default_fits_start_read_outs_at_the_units_mean_rates():
     torch.testing.assert_close(adapted.model.read_out[1].bias.detach(),
                                new_train.mean((0, 1)).clamp(min=1e-3).log(), atol=1e-4, rtol=0)
     torch.testing.assert_close(adapted.model.read_out[0].bias.detach(), expected, atol=1e-4, rtol=0)  # frozen
+
+
+# --- the predicted rates are smoothed in time, as much as the validation trials say ---------------
+
+def test_smooth_log_rates_spreads_a_bump_and_keeps_what_is_flat():
+    from tutorial_utils.api import smooth_log_rates
+    log_rates = np.zeros((2, 41, 3))
+    log_rates[:, 20, 1] = 1.0
+    assert smooth_log_rates(log_rates, 0.0) is log_rates
+    smoothed = smooth_log_rates(log_rates, 2.0)
+    assert smoothed[0, :, 1].sum() == pytest.approx(1.0)  # the bump is spread out, not lost
+    assert smoothed[0, 20, 1] == pytest.approx(1 / (2 * np.sqrt(2 * np.pi)), rel=0.01)
+    assert np.allclose(smoothed[:, :, [0, 2]], 0.0) and np.allclose(smooth_log_rates(log_rates + 3.0, 4.0)[:, :, 0], 3.0)
+
+
+def _fitted_with_log_rates(log_rates):
+    """A FittedStitch whose inferred (unsmoothed) log-rates are ``log_rates``, whatever the input."""
+    fitted = tutorial_utils.api.FittedStitch(NDT1Stitch([2], 40, n_outputs=[4], d_model=8, n_heads=2),
+                                             tutorial_utils.training.History())
+    fitted._log_rates = lambda spikes, session: log_rates
+    return fitted
+
+
+def test_rate_smoothing_is_chosen_by_the_validation_likelihood():
+    rng = np.random.default_rng(0)
+    slow = np.log(2.0 + np.sin(np.linspace(0, 2 * np.pi, 40)))[None, :, None] * np.ones((300, 1, 4))
+    counts = rng.poisson(np.exp(slow))
+    noisy = _fitted_with_log_rates(slow + rng.normal(0, 0.5, slow.shape))  # a model that is noisy bin to bin
+    assert noisy.choose_rate_smoothing([counts]) >= 2.0
+    assert noisy.predict_rates(counts[:, :, :2], 0) == pytest.approx(
+        np.exp(tutorial_utils.api.smooth_log_rates(noisy._log_rates(None, 0), noisy.rate_smoothing_bins)))
+    steps = np.log(np.where(np.arange(40) % 2, 4.0, 0.25))[None, :, None] * np.ones((300, 1, 4))
+    sharp = _fitted_with_log_rates(steps)  # the truth itself changes every bin: smoothing only hurts
+    assert sharp.choose_rate_smoothing([rng.poisson(np.exp(steps))]) == 0.0
+    with pytest.raises(ValueError, match="one count array per session"):
+        sharp.choose_rate_smoothing([counts, counts])
+    with pytest.raises(ValueError, match="widths"):
+        sharp.choose_rate_smoothing([counts], widths=(-1.0,))
+
+
+def test_fit_ndt1_stitch_chooses_a_smoothing_that_saving_and_new_sessions_keep(tmp_path):
+    data = make_lorenz_dataset(60, n_neurons=12, seed=3)
+    fitted = tutorial_utils.fit_ndt1_stitch([data.spikes[:50]], [data.spikes[50:]], profile=LIGHT_RECIPE, epochs=2,
+                                            progress=False)
+    assert fitted.rate_smoothing_bins in tutorial_utils.api.RATE_SMOOTHING_BINS
+    fitted.rate_smoothing_bins = 3.0
+    again = tutorial_utils.api.FittedStitch.load(fitted.save(tmp_path / "f.pt"))
+    assert again.rate_smoothing_bins == 3.0
+    assert np.allclose(again.predict_rates(data.spikes[50:], 0), fitted.predict_rates(data.spikes[50:], 0), atol=1e-5)
+    assert fitted.add_session(5).rate_smoothing_bins == 3.0
+    old = tmp_path / "old.pt"  # saved before checkpoints had fields: no smoothing
+    state = torch.load(fitted.save(old), weights_only=False)
+    del state["fields"]
+    torch.save(state, old)
+    assert tutorial_utils.api.FittedStitch.load(old).rate_smoothing_bins == 0.0
