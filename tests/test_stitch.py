@@ -293,3 +293,12 @@ def test_fit_ndt1_stitch_chooses_a_smoothing_that_saving_and_new_sessions_keep(t
     del state["fields"]
     torch.save(state, old)
     assert tutorial_utils.api.FittedStitch.load(old).rate_smoothing_bins == 0.0
+
+
+def test_choose_rate_smoothing_needs_matching_log_rates_and_counts():
+    from tutorial_utils.api import choose_rate_smoothing
+    with pytest.raises(ValueError, match="matching"):
+        choose_rate_smoothing([np.zeros((3, 10, 2))], [np.zeros((3, 10, 4))])
+    with pytest.raises(ValueError, match="matching"):
+        choose_rate_smoothing([np.zeros((3, 10, 2))], [])
+    assert choose_rate_smoothing([np.zeros((3, 10, 2))], [np.ones((3, 10, 2))], widths=(2.0,)) == 2.0

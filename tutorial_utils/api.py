@@ -61,6 +61,23 @@ def smooth_log_rates(log_rates: np.ndarray, sd_bins: float) -> np.ndarray:
     return gaussian_filter1d(np.asarray(log_rates), float(sd_bins), axis=1, mode="nearest")
 
 
+def choose_rate_smoothing(log_rates: list, counts: list, widths=RATE_SMOOTHING_BINS) -> float:
+    """The SD of ``widths`` under which the smoothed ``log_rates`` give ``counts`` the highest
+    Poisson likelihood: one (trials, time bins, units) array of each per session, held-back
+    (validation) trials whose counts the log-rates were predicted without seeing."""
+    if len(widths) == 0 or min(widths) < 0:
+        raise ValueError(f"widths: expected one or more Gaussian SDs in bins, each >= 0, got {widths!r}")
+    if len(log_rates) != len(counts) or any(np.shape(r) != np.shape(c) for r, c in zip(log_rates, counts)):
+        raise ValueError("log_rates and counts: expected matching (trials, time bins, units) arrays, one of each "
+                         f"per session; got shapes {[np.shape(r) for r in log_rates]} and {[np.shape(c) for c in counts]}")
+
+    def log_likelihood(width: float) -> float:  # Poisson, up to a constant
+        return sum(float((np.asarray(c) * smooth_log_rates(r, width) - np.exp(smooth_log_rates(r, width))).sum())
+                   for r, c in zip(log_rates, counts))
+
+    return float(max(widths, key=log_likelihood))
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def _model_classes() -> dict:
@@ -305,20 +322,13 @@ class FittedStitch:
         """Set :attr:`rate_smoothing_bins` to the SD of ``widths`` under which :meth:`predict_rates`
         gives ``val_sessions`` (one (trials, time bins, N_out[s]) count array per session, every
         unit) the highest Poisson likelihood, all units and bins scored; returns it."""
-        if len(widths) == 0 or min(widths) < 0:
-            raise ValueError(f"widths: expected one or more Gaussian SDs in bins, each >= 0, got {widths!r}")
         if len(val_sessions) != len(self.model.n_inputs):
             raise ValueError(f"val_sessions: expected one count array per session ({len(self.model.n_inputs)}), "
                              f"got {len(val_sessions)}")
         counts = [as_counts(v, f"val_sessions[{i}]", n_neurons=n).numpy()
                   for i, (v, n) in enumerate(zip(val_sessions, self.model.n_outputs))]
         log_rates = [self._log_rates(c, i) for i, c in enumerate(counts)]
-
-        def log_likelihood(width: float) -> float:  # Poisson, up to a constant
-            return sum(float((c * s - np.exp(s)).sum())
-                       for c, s in ((c, smooth_log_rates(r, width)) for c, r in zip(counts, log_rates)))
-
-        self.rate_smoothing_bins = float(max(widths, key=log_likelihood))
+        self.rate_smoothing_bins = choose_rate_smoothing(log_rates, counts, widths)
         return self.rate_smoothing_bins
 
     def refit_read_in(self, session: int, train_spikes, val_spikes, *, epochs: int, batch_size: int = 8,

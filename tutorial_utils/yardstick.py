@@ -159,11 +159,15 @@ def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbo
     small-data configuration (experiments.SMALL_DATA_CONFIG: the encoder (co-smoothing) head alone,
     as this file has no behaviour; tokens mean-pooled instead of read by Perceiver latents; dropout
     0.3; a small SSM), trained for the profile's ``nfmx_small_data_epochs`` at ``nfmx_small_data_lr``.
-    The last 20% of the train trials choose the weights kept (the encoder's loss: fit_neurofmx).
+    The last 20% of the train trials choose the weights kept (the encoder's loss: fit_neurofmx) and,
+    as fit_ndt1_stitch does, how much the log-rates are smoothed in time (api.choose_rate_smoothing,
+    scored on the hidden units: the input units' counts were visible to the model).
     What the recipe went through on this row: docs/neurofmx_yardstick.md."""
     from dataclasses import replace
 
     import torch
+
+    from .api import choose_rate_smoothing, smooth_log_rates
 
     from .models.neurofmx import MultimodalBatch, NeuroFMXConfig, set_baseline_rates
     from .models.neurofmx.experiments import SMALL_DATA_CONFIG, SMALL_DATA_SSM, build_model, fit_neurofmx, predict
@@ -189,7 +193,10 @@ def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbo
         model = build_model(config, backbone, train.spikes.shape[1] // config.patch_bins, seed, **SMALL_DATA_SSM)
         set_baseline_rates(model, 0, train.target_counts[:n_fit])
         fit_neurofmx(model, train[slice(0, n_fit)], train[slice(n_fit, None)], recipe, seed=seed)
-    return predict(model, batch("test", with_targets=False))["rates"].numpy()[:, :, n_in:]
+    held_back = train[slice(n_fit, None)]
+    log_rates = lambda data: predict(model, data)["rates"].log().numpy()[:, :, n_in:]  # noqa: E731
+    width = choose_rate_smoothing([log_rates(held_back)], [held_back.target_counts.numpy()[:, :, n_in:]])
+    return np.exp(smooth_log_rates(log_rates(batch("test", with_targets=False)), width))
 
 
 def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,), mtm: bool = True,

@@ -135,9 +135,10 @@ def build_model(config: NeuroFMXConfig, backbone: str, n_steps: int, seed: int =
 
 # NeuroFMX for co-smoothing one small session: ~60 training trials and no behaviour, as the real-data
 # yardstick (yardstick.py). Notebook 4B's configuration overfits there. Measured on the yardstick (full
-# profile, co-bps of seeds 0 / 1 / 2; docs/neurofmx_yardstick.md): the notebook's configuration 0.072 /
-# 0.052 / 0.046; encoder head alone, dropout 0.3 and this SSM, with the Perceiver's 8 latents 0.056 /
-# 0.049 / 0.063, with the tokens mean-pooled instead 0.100 / 0.098 / 0.074. The forecast head costs
+# profile, co-bps of seeds 0 / 1 / 2, rates unsmoothed; docs/neurofmx_yardstick.md): the notebook's
+# configuration 0.074 / 0.049 / 0.046; encoder head alone, dropout 0.3 and this SSM, with the
+# Perceiver's 8 latents 0.056 / 0.049 / 0.063, with the tokens mean-pooled instead 0.100 / 0.098 /
+# 0.074. The forecast head costs
 # about 0.015 (mean-pooled: 0.080 / 0.066 / 0.083), mamba-ssm's default SSM (16 states, 2x wide)
 # overfits 60 trials (Perceiver: 0.033 / 0.010 / 0.054).
 SMALL_DATA_CONFIG = dict(use_perceiver=False, dropout=0.3, heads=("encoder",), weighting="fixed",
