@@ -168,7 +168,6 @@ def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbo
     import torch
 
     from .api import choose_rate_smoothing, smooth_log_rates
-
     from .models.neurofmx import MultimodalBatch, NeuroFMXConfig, set_baseline_rates
     from .models.neurofmx.experiments import SMALL_DATA_CONFIG, SMALL_DATA_SSM, build_model, fit_neurofmx, predict
     from .runtime import get_profile, global_random_state_kept
@@ -193,10 +192,13 @@ def neurofmx_predictor(yardstick: Yardstick, profile: str, seed: int = 0, backbo
         model = build_model(config, backbone, train.spikes.shape[1] // config.patch_bins, seed, **SMALL_DATA_SSM)
         set_baseline_rates(model, 0, train.target_counts[:n_fit])
         fit_neurofmx(model, train[slice(0, n_fit)], train[slice(n_fit, None)], recipe, seed=seed)
+
+    def hidden_log_rates(data: MultimodalBatch) -> np.ndarray:  # (trials, T, hidden units)
+        return predict(model, data)["rates"].log().numpy()[:, :, n_in:]
+
     held_back = train[slice(n_fit, None)]
-    log_rates = lambda data: predict(model, data)["rates"].log().numpy()[:, :, n_in:]  # noqa: E731
-    width = choose_rate_smoothing([log_rates(held_back)], [held_back.target_counts.numpy()[:, :, n_in:]])
-    return np.exp(smooth_log_rates(log_rates(batch("test", with_targets=False)), width))
+    width = choose_rate_smoothing([hidden_log_rates(held_back)], [held_back.target_counts.numpy()[:, :, n_in:]])
+    return np.exp(smooth_log_rates(hidden_log_rates(batch("test", with_targets=False)), width))
 
 
 def run_yardstick(profiles=("quick",), path: str | Path | None = None, seeds=(0,), mtm: bool = True,
