@@ -164,3 +164,14 @@ def test_profiles(monkeypatch):
     assert get_profile("quick", ndt1_epochs=3).ndt1_epochs == 3
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("huge")
+
+
+def test_poisson_log_likelihood_matches_scipy_up_to_log_factorials():
+    from scipy.special import gammaln
+    from scipy.stats import poisson
+    counts = np.array([[[0, 1], [3, 2]]])
+    log_rates = np.log(np.array([[[0.5, 1.0], [2.0, 4.0]]]))
+    exact = poisson.logpmf(counts, np.exp(log_rates)).sum()
+    assert metrics.poisson_log_likelihood(log_rates, counts) == pytest.approx(exact + gammaln(counts + 1).sum())
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.poisson_log_likelihood(log_rates, counts[..., :1])

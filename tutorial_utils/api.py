@@ -20,6 +20,7 @@ import torch
 
 from .batches import Batch
 from .data.counts import as_counts, log_mean_rates
+from .metrics import poisson_log_likelihood
 from .models import NDT1, NDT1Stitch
 from .objectives import MaskedAutoencoding
 from .runtime import Profile, data_dir, get_profile, global_random_state_kept
@@ -71,9 +72,8 @@ def choose_rate_smoothing(log_rates: list, counts: list, widths=RATE_SMOOTHING_B
         raise ValueError("log_rates and counts: expected matching (trials, time bins, units) arrays, one of each "
                          f"per session; got shapes {[np.shape(r) for r in log_rates]} and {[np.shape(c) for c in counts]}")
 
-    def log_likelihood(width: float) -> float:  # Poisson, up to a constant
-        return sum(float((np.asarray(c) * smooth_log_rates(r, width) - np.exp(smooth_log_rates(r, width))).sum())
-                   for r, c in zip(log_rates, counts))
+    def log_likelihood(width: float) -> float:
+        return sum(poisson_log_likelihood(smooth_log_rates(r, width), c) for r, c in zip(log_rates, counts))
 
     return float(max(widths, key=log_likelihood))
 
@@ -414,7 +414,7 @@ class FittedStitch:
 
         def val_log_likelihood(fits):  # Poisson log-likelihood of val_spikes, up to a constant
             log_rates = np.stack([f.intercept_ + ((z_val - mean) / scale) @ f.coef_ for f in fits], axis=1)
-            return float((y_val * log_rates - np.exp(log_rates)).sum())
+            return poisson_log_likelihood(log_rates, y_val)
 
         alpha = max(alphas, key=lambda a: val_log_likelihood(glms(z_train, y_train, a)))
         fits = glms(np.concatenate([z_train, z_val]), np.concatenate([y_train, y_val]), alpha)

@@ -29,6 +29,16 @@ def bits_per_spike(rates, spikes) -> float:
     return float(nlb_bits_per_spike(rates, spikes))
 
 
+def poisson_log_likelihood(log_rates, counts) -> float:
+    """Poisson log-likelihood of ``counts`` under ``exp(log_rates)``, summed over every entry, up
+    to the constant -sum(log k!) (so only differences between models of the same counts mean
+    anything: the quantity to maximise when choosing a setting on validation data)."""
+    log_rates, counts = _numpy(log_rates).astype(np.float64), _numpy(counts).astype(np.float64)
+    if log_rates.shape != counts.shape:
+        raise ValueError(f"log_rates {log_rates.shape} and counts {counts.shape} must have the same shape")
+    return float((counts * log_rates - np.exp(log_rates)).sum())
+
+
 def r2_score(predicted, target) -> float:
     """Coefficient of determination per output dimension, averaged (1 = perfect, 0 = the mean).
 

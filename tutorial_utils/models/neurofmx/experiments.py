@@ -138,9 +138,8 @@ def build_model(config: NeuroFMXConfig, backbone: str, n_steps: int, seed: int =
 # profile, co-bps of seeds 0 / 1 / 2, rates unsmoothed; docs/neurofmx_yardstick.md): the notebook's
 # configuration 0.074 / 0.049 / 0.046; encoder head alone, dropout 0.3 and this SSM, with the
 # Perceiver's 8 latents 0.056 / 0.049 / 0.063, with the tokens mean-pooled instead 0.100 / 0.098 /
-# 0.074. The forecast head costs
-# about 0.015 (mean-pooled: 0.080 / 0.066 / 0.083), mamba-ssm's default SSM (16 states, 2x wide)
-# overfits 60 trials (Perceiver: 0.033 / 0.010 / 0.054).
+# 0.074. The forecast head costs about 0.015 (mean-pooled: 0.080 / 0.066 / 0.083); mamba-ssm's
+# default SSM (16 states, 2x wide) overfits 60 trials (Perceiver: 0.033 / 0.010 / 0.054).
 SMALL_DATA_CONFIG = dict(use_perceiver=False, dropout=0.3, heads=("encoder",), weighting="fixed",
                          loss_weights={"encoder": TASK_WEIGHTS["encoder"]})
 SMALL_DATA_SSM = dict(d_state=4, expand=1)
